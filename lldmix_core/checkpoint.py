@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from lldmix_core.atomic import atomic_write_bytes, sha256_file
+from lldmix_core.atomic import atomic_write_bytes, remove_stale_temps, sha256_file
 from lldmix_core.errors import UserError
 
 
@@ -22,6 +22,8 @@ def save_checkpoint(path: Path, payload: dict) -> str:
     torch.save(payload, buf)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
+    if Path(path).parent.is_dir():
+        remove_stale_temps(Path(path).parent)  # left by a writer killed mid-save
     atomic_write_bytes(Path(path), data)
     atomic_write_bytes(Path(f"{path}.sha256"), digest.encode())
     return digest

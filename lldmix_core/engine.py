@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,7 +35,7 @@ from lldmix_core.spec import DISTILL_METHODS, ModelRef, RunSpec, content_hash
 TAU_METHODS = ("iterative-lld", "adjusted-lld", "aggregated-lld")
 from lldmix_core.tokenizers import get_tokenizer
 from lldmix_core.tracking import NullTracker, make_tracker
-from lldmix_core.train import TrainConfig, lm_loss, train
+from lldmix_core.train import Cancelled, TrainConfig, lm_loss, train
 
 ProgressFn = Callable[[float, str], None]
 
@@ -78,6 +80,7 @@ class Engine:
         self.job_id = job_id
         self.verbose = verbose
         self.tracker: NullTracker = NullTracker()
+        self._beats: dict[str, float] = {}  # stage key -> last heartbeat (monotonic seconds)
 
     def log(self, msg: str) -> None:
         if self.verbose:
@@ -170,10 +173,18 @@ class Engine:
         path = self.settings.home / "models" / f"{role}-{key[:16]}.pt"
         name = f"{spec.name}.{role}.{key[:8]}"
         done = self.store.get_stage(key)
-        if done is not None and path.is_file():
-            self.log(f"{role}: found trained model {done['model_name']} in the database (stage {key[:8]}), not retraining")
-            lm = load_nanogpt(path)
-            return lm, int(done["model_id"]), truth
+        if done is None or not path.is_file():
+            with self._exclusive(key, f"train-{role}") as mine:
+                if mine:
+                    return self._train_fixed_now(spec, corpus, ref, role, key, path, name, weights, truth)
+            done = self.store.get_stage(key)  # another worker trained it while we waited
+        self.log(f"{role}: found trained model {done['model_name']} in the database (stage {key[:8]}), not retraining")
+        return load_nanogpt(path), int(done["model_id"]), truth
+
+    def _train_fixed_now(self, spec, corpus, ref, role, key, path, name, weights, truth) -> tuple[LanguageModel, int, dict]:
+        t = ref.train
+        tok = get_tokenizer(spec.tokenizer)
+        cfg = nanogpt_config(spec.arch, tok)
         self.log(f"{role}: training NanoGPT ({cfg.n_layer}×{cfg.n_embd}) for {t.steps} steps with weights "
                  + ", ".join(f"{d} {w:.3f}" for d, w in truth.items()))
         self.progress(0.0, f"training {role}")
@@ -181,14 +192,56 @@ class Engine:
         lm.module.to(_device())
         tcfg = self._train_config(spec, t.steps, t.seed, lr=t.lr, batch_size=t.batch_size)
         ckpt = self.settings.checkpoints_dir / f"{role}-{key[:16]}" / "last.pt"
+
+        def on_step(s, loss, lr, d):
+            self._heartbeat(key)
+            if (s + 1) % 50 == 0:
+                self.progress(0.0, f"training {role}: step {s + 1}/{t.steps}, loss {loss:.3f} nats/token")
+
         train(lm, corpus.streams, corpus.domains, tcfg, weights, checkpoint_path=ckpt, should_stop=self.should_stop,
-              on_step=lambda s, loss, lr, d: self.progress(0.0, f"training {role}: step {s + 1}/{t.steps}, loss {loss:.3f} nats/token") if (s + 1) % 50 == 0 else None)
+              on_step=on_step)
         lm.module.to("cpu")
         save_nanogpt(lm, path, truth=truth)
         model_id = register_model(self.store, lm, name, source=str(path))
         self.store.finish_stage(key, kind=f"train-{role}", spec_hash=spec.spec_hash,
                                 result={"model_id": model_id, "model_name": name, "path": str(path), "weights": truth})
         return lm, model_id, truth
+
+    # ------------------------------------------------------------------ one worker per stage
+    @contextmanager
+    def _exclusive(self, key: str, kind: str):
+        """Compute a stage at most once across workers. Yields True when this worker holds the claim
+        (it must end with `store.finish_stage(key, …)`), False when another worker finished the stage
+        while this one waited. A failure or cancellation gives the claim back."""
+        me = worker_name()
+        waiting_since = None
+        while True:
+            state = self.store.claim_stage(key, kind=kind, owner=me)
+            if state != "busy":
+                break
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                self.log(f"waiting: another worker is computing stage {key[:8]} ({kind})")
+            if self.should_stop is not None and self.should_stop():
+                raise Cancelled(f"stopped while waiting for stage {key[:8]}")
+            time.sleep(1.0)
+        if state == "finished":
+            yield False
+            return
+        self._beats[key] = time.monotonic()
+        try:
+            yield True
+        except BaseException:
+            self.store.release_stage(key, me)
+            raise
+        finally:
+            self._beats.pop(key, None)
+
+    def _heartbeat(self, key: str, every_seconds: float = 30.0) -> None:
+        last = self._beats.get(key)
+        if last is not None and time.monotonic() - last >= every_seconds:
+            self.store.heartbeat_stage(key, worker_name())
+            self._beats[key] = time.monotonic()
 
     def _target(self, spec: RunSpec, corpus: PreparedCorpus) -> tuple[LanguageModel, int, dict | None]:
         ref = spec.target
@@ -229,7 +282,6 @@ class Engine:
 
     def _run_method(self, spec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, parent_id: int,
                     mlflow_parent, target_id: int, target_scores) -> RunOutcome:
-        K = len(corpus.domains)
         # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content
         key = content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
                             "target": target_id, "corpus": corpus.info.content_hash})
@@ -239,7 +291,20 @@ class Engine:
             self.log(f"{name}: finished earlier (run {existing[0].id}); nothing to do")
             self._done_steps += spec.training.steps
             return self._outcome(existing[0].id, method, seed, tau_setting, corpus, skipped=True)
+        claim = content_hash({"run": key})
+        with self._exclusive(claim, "run") as mine:
+            if mine:
+                outcome = self._train_run(spec, corpus, seed, method, tau_setting, parent_id, mlflow_parent, target_id,
+                                          target_scores, key, name, claim)
+                self.store.finish_stage(claim, kind="run", spec_hash=spec.spec_hash, result={"run_id": outcome.run_id})
+                return outcome
+        self._done_steps += spec.training.steps  # another worker ran it while we waited
+        run_id = next(r.id for r in self.store.list_runs(parent_id=parent_id) if r.key == key)
+        return self._outcome(run_id, method, seed, tau_setting, corpus, skipped=True)
 
+    def _train_run(self, spec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, parent_id: int, mlflow_parent,
+                   target_id: int, target_scores, key: str, name: str, claim: str) -> RunOutcome:
+        K = len(corpus.domains)
         prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
         steps = spec.training.steps
         schedule = set(mc.lld_schedule(steps))
@@ -324,6 +389,7 @@ class Engine:
         pending: list[tuple[int, float, float]] = []
 
         def on_step(step: int, loss: float, lr: float, domain: str):
+            self._heartbeat(claim)
             pending.append((step, loss, lr))
             if len(pending) >= 25 or step + 1 == steps:
                 for s, l, r in pending:

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from lldmix_core.faults import fault_point
 from lldmix_core.models.base import LanguageModel
 
 
@@ -98,6 +99,7 @@ def score_texts(
         bar = tqdm(total=int(n_tokens.sum()), unit="tok", desc="scoring", leave=False)
     try:
         for batch in batches:
+            fault_point("score_batch")
             width = max(len(w.inputs) for w in batch)
             x = torch.zeros(len(batch), width, dtype=torch.long)
             y = torch.zeros(len(batch), width, dtype=torch.long)

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from lldmix_core.faults import fault_point
 from lldmix_core.checkpoint import checkpoint_is_complete, load_checkpoint, save_checkpoint
 from lldmix_core.models.base import LanguageModel
 
@@ -160,6 +161,7 @@ def train(
                 loss = loss_fn(lm, x, y) / cfg.grad_accum
             loss.backward()
             total += float(loss.detach())
+        fault_point("train_step")
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
         optimizer.step()

@@ -250,6 +250,8 @@ class Stage(Base):
     key: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(50))  # "train-target", "pass1", "train", "score", ...
     spec_hash: Mapped[str | None] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(20))  # "finished"
+    status: Mapped[str] = mapped_column(String(20))  # "running" (claimed) or "finished"
     result: Mapped[dict] = mapped_column(default=dict)
+    owner: Mapped[str | None] = mapped_column(String(200))  # "host:pid" of the claiming worker
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

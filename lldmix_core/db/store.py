@@ -7,19 +7,25 @@ resumed run never duplicates rows. SQL is built by SQLAlchemy with bound paramet
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import os
+import socket
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy import Engine, and_, delete, event, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lldmix_core.db import schema as S
 from lldmix_core.errors import UserError
+from lldmix_core.faults import fault_point
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,48 @@ def _blob_checksum(logliks: bytes, n_tokens: bytes) -> str:
     return hashlib.sha256(logliks + n_tokens).hexdigest()
 
 
+def _retry_on_conflict(method):
+    """Re-run an idempotent write when a concurrent writer inserted the same unique key first
+    (PostgreSQL raises IntegrityError at commit; the retry finds that row and updates it)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        for attempt in range(4):
+            try:
+                return method(*args, **kwargs)
+            except IntegrityError:
+                if attempt == 3:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    return wrapper
+
+
+def _same(col, v):
+    return col.is_(None) if v is None else col == v
+
+
+def _claim_is_stale(owner: str | None, heartbeat_at: datetime | None, stale_seconds: float) -> bool:
+    host, _, pid = (owner or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True  # the owner died on this host: no need to wait for its heartbeat to age
+        except PermissionError:
+            pass
+    if heartbeat_at is None:
+        return True
+    if heartbeat_at.tzinfo is None:  # SQLite hands datetimes back naive (they are stored as UTC)
+        heartbeat_at = heartbeat_at.replace(tzinfo=timezone.utc)
+    return (_now() - heartbeat_at).total_seconds() > stale_seconds
+
+
+def _note_dml(state) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info["dml"] = True
+
+
 def _now() -> datetime:
     return S.utcnow()
 
@@ -124,6 +172,7 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
+        event.listen(self._session, "do_orm_execute", _note_dml)
 
     @classmethod
     def open(cls, url: str | None = None, *, check: bool = True) -> "Store":
@@ -139,6 +188,10 @@ class Store:
     def transaction(self) -> Iterator[Session]:
         with self._session() as session, session.begin():
             yield session
+            wrote = bool(session.new or session.dirty or session.deleted) or session.info.pop("dml", False)
+            session.flush()
+            if wrote:
+                fault_point("db_commit")  # the writes are sent, COMMIT is not: a crash here must lose them all
 
     # ------------------------------------------------------------------ domains
     @staticmethod
@@ -154,6 +207,7 @@ class Store:
         return have
 
     # ------------------------------------------------------------------ corpora
+    @_retry_on_conflict
     def save_corpus(self, *, name: str, content_hash: str, source: str, settings: dict, texts: Sequence[str],
                     domains: Sequence[str]) -> int:
         if len(texts) != len(domains):
@@ -205,6 +259,7 @@ class Store:
         return CorpusTexts([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=np.int64))
 
     # ------------------------------------------------------------------ models
+    @_retry_on_conflict
     def register_model(self, *, name: str, kind: str, source: str, tokenizer: str, tokenizer_hash: str, n_params: int,
                        fingerprint: str, config: dict, run_id: int | None = None, step: int | None = None) -> int:
         with self.transaction() as s:
@@ -263,6 +318,7 @@ class Store:
                 raise UserError(f"loglik_vectors row {v.id} has length {len(ll)}, expected {v.length}: corrupt")
             return ll, nt
 
+    @_retry_on_conflict
     def save_scores(self, *, model_id: int, corpus_id: int, tokenizer_hash: str, logliks, n_tokens) -> None:
         ll = np.asarray(logliks, dtype=np.float64)
         nt = np.asarray(n_tokens, dtype=np.int64)
@@ -307,6 +363,7 @@ class Store:
         return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float64)
 
     # ------------------------------------------------------------------ runs
+    @_retry_on_conflict
     def start_run(self, *, key: str, name: str, spec_hash: str, method: str, seed: int | None = None,
                   tau: float | None = None, parent_id: int | None = None, job_id: int | None = None,
                   config: dict | None = None, base_model_id: int | None = None, target_model_id: int | None = None,
@@ -364,6 +421,7 @@ class Store:
         with self.transaction() as s:
             return [_info(RunInfo, r) for r in s.scalars(q.order_by(S.Run.id))]
 
+    @_retry_on_conflict
     def save_weights(self, run_id: int, step: int, weights: Mapping[str, float], *, tau: float | None, method: str) -> None:
         w = {d: float(v) for d, v in weights.items()}
         if any(not math.isfinite(v) or v < 0 for v in w.values()) or abs(sum(w.values()) - 1) > 1e-6:
@@ -385,14 +443,12 @@ class Store:
             out.setdefault(step, {})[d] = w
         return out
 
+    @_retry_on_conflict
     def save_kl(self, *, run_id: int | None, step: int | None, model_id: int, reference_model_id: int, corpus_id: int,
                 nats_per_text: float, bits_per_byte: float, gap_bits_per_byte: float | None, estimator: str) -> None:
-        def same(col, v):
-            return col.is_(None) if v is None else col == v
-
         with self.transaction() as s:
             s.execute(delete(S.KLResult).where(and_(
-                same(S.KLResult.run_id, run_id), same(S.KLResult.step, step), S.KLResult.model_id == model_id,
+                _same(S.KLResult.run_id, run_id), _same(S.KLResult.step, step), S.KLResult.model_id == model_id,
                 S.KLResult.reference_model_id == reference_model_id, S.KLResult.corpus_id == corpus_id,
                 S.KLResult.estimator == estimator)))
             s.add(S.KLResult(run_id=run_id, step=step, model_id=model_id, reference_model_id=reference_model_id,
@@ -409,6 +465,7 @@ class Store:
     def save_metrics(self, run_id: int, step: int, metrics: Mapping[str, float]) -> None:
         self.save_metrics_many(run_id, [(step, metrics)])
 
+    @_retry_on_conflict
     def save_metrics_many(self, run_id: int, items: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         """Per-step scalar metrics, many steps in one transaction (upsert by run, key, step)."""
         with self.transaction() as s:
@@ -425,6 +482,7 @@ class Store:
             return [{"key": r.key, "step": r.step, "value": r.value} for r in rows]
 
     # ------------------------------------------------------------------ recipes
+    @_retry_on_conflict
     def save_recipe(self, *, name: str, method: str, weights: Mapping[str, float], provenance: dict,
                     run_id: int | None = None) -> int:
         from lldmix_core.recipes import check_weights
@@ -463,10 +521,46 @@ class Store:
             st = s.scalars(select(S.Stage).where(S.Stage.key == key, S.Stage.status == "finished")).first()
             return dict(st.result) if st else None
 
+    @_retry_on_conflict
     def finish_stage(self, key: str, *, kind: str, spec_hash: str | None, result: dict) -> None:
         with self.transaction() as s:
-            s.execute(delete(S.Stage).where(S.Stage.key == key))
-            s.add(S.Stage(key=key, kind=kind, spec_hash=spec_hash, status="finished", result=result))
+            st = s.scalars(select(S.Stage).where(S.Stage.key == key)).first()
+            if st is None:
+                s.add(S.Stage(key=key, kind=kind, spec_hash=spec_hash, status="finished", result=result))
+            else:
+                st.kind, st.spec_hash, st.status, st.result, st.owner = kind, spec_hash, "finished", result, None
+
+    def claim_stage(self, key: str, *, kind: str, owner: str, stale_seconds: float = 600.0) -> str:
+        """Claim a stage before computing it: "finished" (done already), "claimed" (ours now) or "busy".
+
+        A claim is taken over when its owner is a dead process on this host or its heartbeat is
+        older than `stale_seconds` (a worker on another host that died)."""
+        try:
+            with self.transaction() as s:
+                st = s.scalars(select(S.Stage).where(S.Stage.key == key)).first()
+                if st is None:
+                    s.add(S.Stage(key=key, kind=kind, status="running", owner=owner, heartbeat_at=_now(), result={}))
+                    return "claimed"  # unless another worker's insert commits first: IntegrityError below
+                if st.status == "finished":
+                    return "finished"
+                if st.owner != owner and not _claim_is_stale(st.owner, st.heartbeat_at, stale_seconds):
+                    return "busy"
+                res = s.execute(update(S.Stage).where(S.Stage.id == st.id, S.Stage.status == "running",
+                                                      _same(S.Stage.owner, st.owner))
+                                .values(owner=owner, heartbeat_at=_now()))
+                return "claimed" if res.rowcount == 1 else "busy"
+        except IntegrityError:
+            return "busy"
+
+    def heartbeat_stage(self, key: str, owner: str) -> None:
+        with self.transaction() as s:
+            s.execute(update(S.Stage).where(S.Stage.key == key, S.Stage.owner == owner, S.Stage.status == "running")
+                      .values(heartbeat_at=_now()))
+
+    def release_stage(self, key: str, owner: str) -> None:
+        """Give up a claim (the stage failed or was cancelled) so another worker may take it at once."""
+        with self.transaction() as s:
+            s.execute(delete(S.Stage).where(S.Stage.key == key, S.Stage.owner == owner, S.Stage.status == "running"))
 
     # ------------------------------------------------------------------ jobs (the queue)
     def enqueue(self, *, name: str, spec_yaml: str, spec_hash: str) -> int:
