@@ -4,8 +4,10 @@ the dashboard can use it)."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from lldmix_core.errors import UserError
@@ -31,6 +33,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive lock on `path` (created if missing) for building shared files once per host:
+    a second process waits, then finds the finished result."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

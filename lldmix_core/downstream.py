@@ -108,7 +108,7 @@ def score_continuations(
                 misses.index_add_(0, who, (logits.argmax(dim=-1) != ys).long().cpu())
     finally:
         lm.module.train(was_training)
-    return [(float(t), bool(m <= 1)) for t, m in zip(totals.tolist(), misses.tolist())]
+    return [(float(t), bool(m == 0)) for t, m in zip(totals.tolist(), misses.tolist())]
 
 
 def rolling_loglik(lm: LanguageModel, texts: Sequence[str], *, batch_tokens: int = 8192) -> list[float]:
@@ -204,6 +204,7 @@ def _adapter_class() -> type:
                 "the lldmix adapter does not support generation (generate_until tasks); use "
                 "log-likelihood tasks (multiple_choice, loglikelihood, loglikelihood_rolling)")
 
+    LldmixLM.__qualname__ = "LldmixLM"  # reachable as lldmix_core.downstream.LldmixLM (pickle, reprs)
     _ADAPTER = register_model("lldmix")(LldmixLM)
     return _ADAPTER
 

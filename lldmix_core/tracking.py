@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Mapping
 
+from lldmix_core.atomic import file_lock
+
 
 class NullTracker:
     """Tracking off: every call does nothing and run ids are None."""
@@ -55,19 +57,19 @@ class MlflowTracker(NullTracker):
             logging.getLogger(name).setLevel(logging.WARNING)
         self._mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri)
         self.tracking_uri = tracking_uri
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            artifact_root.mkdir(parents=True, exist_ok=True)
-            try:
-                self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=(artifact_root / experiment).resolve().as_uri()
-                )
-            except Exception:  # created by a concurrent worker in the meantime
-                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
-        else:
-            self.experiment_id = exp.experiment_id
+        # MLflow creates and migrates a SQLite store on first contact; workers starting together
+        # would race on it ("table _alembic_tmp_… already exists"), so one process at a time does it
+        with file_lock(Path(artifact_root).parent / ".mlflow-init.lock"):
+            self.client = MlflowClient(tracking_uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                artifact_root.mkdir(parents=True, exist_ok=True)
+                exp_id = self.client.create_experiment(
+                    experiment, artifact_location=(artifact_root / experiment).resolve().as_uri())
+            else:
+                exp_id = exp.experiment_id
+        self.experiment_id = exp_id
 
     @staticmethod
     def _clean_params(params: Mapping) -> dict:

@@ -26,7 +26,7 @@ import sysconfig
 from pathlib import Path
 from typing import Iterator
 
-from lldmix_core.atomic import atomic_write_bytes
+from lldmix_core.atomic import atomic_write_bytes, file_lock
 
 RECIPE_VERSION = 1
 MAX_DOC_BYTES = 64 * 1024
@@ -138,8 +138,13 @@ def _to_val(key: str) -> bool:
 
 def build_local_minipile(out_dir: Path, *, train_bytes_per_domain: int = 400_000,
                          val_bytes_per_domain: int = 120_000) -> dict:
-    """Build (or find) the mini-Pile in `out_dir`; returns the manifest."""
+    """Build (or find) the mini-Pile in `out_dir`; returns the manifest. Concurrent callers build it once."""
     out_dir = Path(out_dir)
+    with file_lock(out_dir.parent / f".{out_dir.name}.lock"):
+        return _build_local_minipile(out_dir, train_bytes_per_domain, val_bytes_per_domain)
+
+
+def _build_local_minipile(out_dir: Path, train_bytes_per_domain: int, val_bytes_per_domain: int) -> dict:
     recipe = {"version": RECIPE_VERSION, "train_bytes_per_domain": train_bytes_per_domain,
               "val_bytes_per_domain": val_bytes_per_domain, "python": sys.version.split()[0]}
     manifest_path = out_dir / "manifest.json"

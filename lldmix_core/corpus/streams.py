@@ -18,6 +18,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from lldmix_core.atomic import file_lock
 from lldmix_core.errors import UserError
 
 
@@ -45,6 +46,11 @@ class DomainStreams:
     @classmethod
     def build(cls, records: Iterable[tuple[str, str]], tokenizer, out_dir: Path) -> "DomainStreams":
         out_dir = Path(out_dir)
+        with file_lock(out_dir.parent / f".{out_dir.name}.lock"):  # concurrent workers build it once
+            return cls._build(records, tokenizer, out_dir)
+
+    @classmethod
+    def _build(cls, records: Iterable[tuple[str, str]], tokenizer, out_dir: Path) -> "DomainStreams":
         if (out_dir / "manifest.json").is_file():
             streams = cls.open(out_dir)
             if streams.manifest.get("tokenizer") == tokenizer.identity:
