@@ -28,11 +28,11 @@ from lldmix_core.errors import UserError
 from lldmix_core.evaluate import domain_means, register_model, score_model
 from lldmix_core.gram import exact_gram, sketched_gram
 from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nanogpt, save_nanogpt
+from lldmix_core.plan import is_inf as _is_inf, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core.spec import DISTILL_METHODS, ModelRef, RunSpec, content_hash
 
-TAU_METHODS = ("iterative-lld", "adjusted-lld", "aggregated-lld")
 from lldmix_core.tokenizers import get_tokenizer
 from lldmix_core.tracking import NullTracker, make_tracker
 from lldmix_core.train import Cancelled, TrainConfig, lm_loss, train
@@ -138,21 +138,7 @@ class Engine:
 
     @staticmethod
     def _plan(spec: RunSpec) -> list[tuple[int, str, object]]:
-        """(seed, method, τ setting) in an order that puts pass 1 before pass 2 and recipes before users."""
-        order = ["uniform", "fixed", "iterative-lld", "adjusted-lld", "aggregated-lld", *DISTILL_METHODS]
-        methods = set(spec.methods)
-        needs_recipe = "aggregated-lld" in methods or (
-            spec.distill.mixture == "aggregated-lld" and any(m in DISTILL_METHODS for m in methods))
-        if needs_recipe:
-            methods |= {"iterative-lld", "aggregated-lld"}  # pass 1 and the recipe
-        plan = []
-        for seed in spec.seeds:
-            for m in order:
-                if m not in methods:
-                    continue
-                taus = spec.lld.taus if m in TAU_METHODS else (None,)
-                plan += [(seed, m, t) for t in taus]
-        return plan
+        return run_plan(spec)
 
     def _units_warning(self, spec: RunSpec, target_id: int) -> None:
         target = self.store.get_model(target_id)
@@ -449,7 +435,18 @@ class Engine:
 
     def _aggregate(self, spec: RunSpec, corpus: PreparedCorpus, parent_id: int, seed: int,
                    tau_setting) -> tuple[np.ndarray, float | None]:
-        """Pass 2's fixed recipe: the geometric (or arithmetic) mean of pass 1's weights at the schedule steps."""
+        """Pass 2's fixed recipe: the geometric (or arithmetic) mean of pass 1's weights at the schedule steps.
+
+        τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
+        if _is_inf(tau_setting):
+            K = len(corpus.domains)
+            prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
+            self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method="aggregated-lld-tau-inf",
+                                   weights=dict(zip(corpus.domains, map(float, prior))),
+                                   provenance={"method": "aggregated-lld", "tau_setting": "inf", "seed": seed,
+                                               "note": "tau = inf: the prior by definition, no pass 1",
+                                               "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
+            return prior, math.inf
         pass1 = [r for r in self.store.list_runs(parent_id=parent_id) if r.method == "iterative-lld" and r.seed == seed
                  and r.status == "finished" and str(r.config.get("tau_setting")) == str(tau_setting)]
         if not pass1:

@@ -7,12 +7,13 @@ training memory ≈ 16 bytes/parameter (fp32 weights, grads, AdamW moments) + ac
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from lldmix_core import mathcore as mc
 from lldmix_core.config import Settings, confine_path
 from lldmix_core.errors import UserError
-from lldmix_core.spec import RunSpec
+from lldmix_core.spec import DISTILL_METHODS, RunSpec
 from lldmix_core.tokenizers import get_tokenizer
 
 
@@ -28,6 +29,34 @@ def _human(x: float, unit: str) -> str:
             return f"{x:.3g} {p}{unit}"
         x /= 1000
     return f"{x:.3g} Z{unit}"
+
+
+TAU_METHODS = ("iterative-lld", "adjusted-lld", "aggregated-lld")
+
+
+def run_plan(spec: RunSpec) -> list[tuple[int, str, object]]:
+    """(seed, method, τ setting) in an order that puts pass 1 before pass 2 and recipes before users."""
+    order = ["uniform", "fixed", "iterative-lld", "adjusted-lld", "aggregated-lld", *DISTILL_METHODS]
+    methods = set(spec.methods)
+    needs_recipe = "aggregated-lld" in methods or (
+        spec.distill.mixture == "aggregated-lld" and any(m in DISTILL_METHODS for m in methods))
+    pass1_only = needs_recipe and "iterative-lld" not in methods  # iterative runs only as pass 1
+    if needs_recipe:
+        methods |= {"iterative-lld", "aggregated-lld"}  # pass 1 and the recipe
+    plan = []
+    for seed in spec.seeds:
+        for m in order:
+            if m not in methods:
+                continue
+            taus = spec.lld.taus if m in TAU_METHODS else (None,)
+            if m == "iterative-lld" and pass1_only:
+                taus = [t for t in taus if not is_inf(t)]  # τ = ∞: the recipe is the prior, no pass 1
+            plan += [(seed, m, t) for t in taus]
+    return plan
+
+
+def is_inf(tau) -> bool:
+    return isinstance(tau, float) and math.isinf(tau)
 
 
 def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
@@ -74,10 +103,9 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
     if spec.target.train:
         t = spec.target.train
         stages.append(("train target", 6 * n * t.steps * (t.batch_size or o.batch_size) * a.block_size))
-    methods = set(spec.methods) | ({"iterative-lld"} if "aggregated-lld" in spec.methods else set())
-    for seed in spec.seeds:
-        for m in sorted(methods):
-            stages.append((f"{m} seed {seed}", train_flops))
+    for seed, m, tau in run_plan(spec):
+        stages.append((f"{m} seed {seed}" + (f" τ={tau}" if len(spec.lld.taus) > 1 and tau is not None else ""),
+                       train_flops * (4 / 3 if m in DISTILL_METHODS else 1)))  # + the teacher's forward (2·N per token)
     lines.append(f"  stages ({len(stages)}):")
     for name, flops in stages:
         lines.append(f"    {name:<28} ≈ {_human(flops, 'FLOP')}, peak memory ≈ {_human(mem, 'B')}")
