@@ -169,24 +169,46 @@ def model_list():
 # ---------------------------------------------------------------- scoring
 @app.command("score")
 def score(
-    model: str = typer.Option(..., help="Model name or id in the database."),
+    model: list[str] = typer.Option(..., help="Model name or id in the database (repeat for several)."),
     corpus: str = typer.Option(..., help="Corpus name, id or hash prefix."),
     batch_tokens: int = typer.Option(8192, help="Tokens per batch."),
 ):
-    """Score a model on a corpus; store text-level vectors and per-domain means (reused if present)."""
-    from lldmix_core.evaluate import score_model
+    """Score models on a corpus; store text-level vectors and per-domain means (reused if present).
+
+    Under `torchrun --nproc-per-node N`, several models are split across the ranks, and a single
+    model's corpus is split into N shards whose scores rank 0 merges and stores."""
+    from lldmix_core import distributed
+    from lldmix_core.evaluate import score_model, score_model_sharded
     from lldmix_core.models import load_model
 
     store = _store()
-    info = store.get_model(model)
+    infos = [store.get_model(m) for m in model]
     c = store.get_corpus(corpus if not corpus.isdigit() else int(corpus))
-    lm = load_model(info.kind, info.source, tokenizer=info.tokenizer if info.kind == "hf" else None)
-    scored = score_model(store, lm, info.id, c.id, store.load_texts(c.id), batch_tokens=batch_tokens, progress=sys.stderr.isatty())
-    typer.echo(f"{info.name} on {c.name}: {'scored' if scored.computed else 'found in the database (no forward pass)'}; "
-               f"{int(scored.n_tokens.sum()):,} tokens")
-    typer.echo(f"{'domain':<16} {'nats/token':>11} {'nats/byte':>10} {'bits/byte':>10} {'tokens':>9}")
-    for r in store.get_domain_logliks(info.id, c.id):
-        typer.echo(f"{r.domain:<16} {r.nats_per_token:>11.4f} {r.nats_per_byte:>10.4f} {-r.nats_per_byte / 0.6931471805599453:>10.4f} {r.n_tokens:>9,}")
+    texts = store.load_texts(c.id)
+    sharded = distributed.init_from_env()
+    rank, size = distributed.world()
+    mine = distributed.shard(infos, rank, size) if len(infos) > 1 else infos
+    for info in mine:
+        lm = load_model(info.kind, info.source, tokenizer=info.tokenizer if info.kind == "hf" else None)
+        if sharded and len(infos) == 1:
+            scored = score_model_sharded(store, lm, info.id, c.id, texts, batch_tokens=batch_tokens)
+        else:
+            scored = score_model(store, lm, info.id, c.id, texts, batch_tokens=batch_tokens, progress=sys.stderr.isatty())
+        if scored is not None:
+            typer.echo(f"{info.name} on {c.name}: {'scored' if scored.computed else 'found in the database (no forward pass)'}; "
+                       f"{int(scored.n_tokens.sum()):,} tokens" + (f" (rank {rank} of {size})" if sharded else ""))
+    if sharded:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if rank != 0:
+            return
+    for info in infos:
+        typer.echo(f"{info.name}:")
+        typer.echo(f"  {'domain':<16} {'nats/token':>11} {'nats/byte':>10} {'bits/byte':>10} {'tokens':>9}")
+        for r in store.get_domain_logliks(info.id, c.id):
+            typer.echo(f"  {r.domain:<16} {r.nats_per_token:>11.4f} {r.nats_per_byte:>10.4f} "
+                       f"{-r.nats_per_byte / 0.6931471805599453:>10.4f} {r.n_tokens:>9,}")
     typer.echo("(log-likelihood means; bits/byte shown as cross-entropy, positive)")
 
 
@@ -212,11 +234,18 @@ def run(
             store = None  # no database yet: nothing cached
         typer.echo(describe_plan(spec, _settings(), store))
         return
+    from lldmix_core import distributed
     from lldmix_core.engine import Engine
     from lldmix_core.report import format_report
 
+    if distributed.init_from_env() and not distributed.is_leader():
+        distributed.follow()  # ranks > 0 train what rank 0 announces; only rank 0 touches the database
+        return
     s = _settings()
-    outcome = Engine(_store(), s).run(spec)
+    try:
+        outcome = Engine(_store(), s).run(spec)
+    finally:
+        distributed.broadcast_task(None)  # releases the other ranks, also when rank 0 fails
     typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri))
 
 

@@ -31,6 +31,7 @@ from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nano
 from lldmix_core.plan import is_inf as _is_inf, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
+from lldmix_core.distributed import broadcast_task, describe_task
 from lldmix_core.spec import DISTILL_METHODS, ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
@@ -81,6 +82,7 @@ class Engine:
         self.verbose = verbose
         self.tracker: NullTracker = NullTracker()
         self._beats: dict[str, float] = {}  # stage key -> last heartbeat (monotonic seconds)
+        self._descs: dict[str, dict] = {}  # role -> how to rebuild that model (for torchrun followers)
 
     def log(self, msg: str) -> None:
         if self.verbose:
@@ -96,6 +98,7 @@ class Engine:
         self.log(f"corpus: {corpus.info.n_texts} evaluation texts in {len(corpus.domains)} domains "
                  f"({corpus.info.n_bytes:,} bytes), hash {corpus.info.content_hash[:12]}")
 
+        self._check_against_corpus(spec, corpus)  # refuse before anything of the run is written
         parent_key = content_hash({"parent": spec.spec_hash})
         parent_id = self.store.start_run(key=parent_key, name=spec.name, spec_hash=spec.spec_hash, method="spec",
                                          job_id=self.job_id, config=spec.model_dump(mode="json"), corpus_id=corpus.info.id)
@@ -136,6 +139,31 @@ class Engine:
         self.progress(1.0, "finished")
         return out
 
+    def _check_against_corpus(self, spec: RunSpec, corpus: PreparedCorpus) -> None:
+        """Domain names and tokenizers the spec refers to, checked once the corpus's domains are known."""
+        refs = [("lld.prior", spec.lld.prior, None), ("lld.recipe", spec.lld.recipe, None)]
+        for role in ("target", "base"):
+            t = getattr(spec, role).train
+            if t is not None:
+                refs.append((f"{role}.train.weights" if t.weights else f"{role}.train.multipliers", t.weights, t.multipliers))
+        for field_name, weights, multipliers in refs:
+            if weights is not None or multipliers is not None:
+                mixture(corpus.domains, weights, multipliers, field_name)
+        if any(m in DISTILL_METHODS for m in spec.methods):
+            ref, base_tok = spec.target, get_tokenizer(spec.tokenizer)
+            if ref.model is not None:
+                info = self.store.get_model(ref.model)
+                same, other = info.tokenizer_hash == base_tok.identity, info.tokenizer
+            elif ref.path is not None:
+                path = confine_path(ref.path, self.settings, "target.path")
+                tok = get_tokenizer(ref.tokenizer or f"hf:{path}")
+                same, other = tok.identity == base_tok.identity, tok.name
+            else:
+                same, other = True, spec.tokenizer
+            if not same:
+                raise UserError(f"methods: distillation needs the same tokenizer for base and target: base uses "
+                                f"{spec.tokenizer}, target uses {other}")
+
     @staticmethod
     def _plan(spec: RunSpec) -> list[tuple[int, str, object]]:
         return run_plan(spec)
@@ -165,6 +193,7 @@ class Engine:
                     return self._train_fixed_now(spec, corpus, ref, role, key, path, name, weights, truth)
             done = self.store.get_stage(key)  # another worker trained it while we waited
         self.log(f"{role}: found trained model {done['model_name']} in the database (stage {key[:8]}), not retraining")
+        self._descs[role] = {"kind": "nanogpt", "source": str(path)}
         return load_nanogpt(path), int(done["model_id"]), truth
 
     def _train_fixed_now(self, spec, corpus, ref, role, key, path, name, weights, truth) -> tuple[LanguageModel, int, dict]:
@@ -184,14 +213,24 @@ class Engine:
             if (s + 1) % 50 == 0:
                 self.progress(0.0, f"training {role}: step {s + 1}/{t.steps}, loss {loss:.3f} nats/token")
 
-        train(lm, corpus.streams, corpus.domains, tcfg, weights, checkpoint_path=ckpt, should_stop=self.should_stop,
-              on_step=on_step)
+        self._train({"init": {"config": cfg.to_dict(), "tokenizer": spec.tokenizer, "seed": t.seed}}, lm, corpus, tcfg,
+                    weights, checkpoint_path=ckpt, should_stop=self.should_stop, on_step=on_step)
         lm.module.to("cpu")
         save_nanogpt(lm, path, truth=truth)
         model_id = register_model(self.store, lm, name, source=str(path))
+        self._descs[role] = {"kind": "nanogpt", "source": str(path)}
         self.store.finish_stage(key, kind=f"train-{role}", spec_hash=spec.spec_hash,
                                 result={"model_id": model_id, "model_name": name, "path": str(path), "weights": truth})
         return lm, model_id, truth
+
+    def _train(self, desc: dict, lm: LanguageModel, corpus: PreparedCorpus, cfg: TrainConfig, weights, *,
+               teacher: dict | None = None, objective: str | None = None, params: dict | None = None, **kw):
+        """train(), after telling torchrun's other ranks (if any) how to build the same training."""
+        broadcast_task(describe_task(model=desc, streams=corpus.streams.folder, domains=corpus.domains, cfg=cfg,
+                                     weights=weights, eval_steps=kw.get("eval_steps", ()),
+                                     checkpoint_path=kw.get("checkpoint_path"), teacher=teacher, objective=objective,
+                                     params=params))
+        return train(lm, corpus.streams, corpus.domains, cfg, weights, **kw)
 
     # ------------------------------------------------------------------ one worker per stage
     @contextmanager
@@ -239,11 +278,14 @@ class Engine:
     def _load_ref(self, spec: RunSpec, ref: ModelRef, role: str) -> tuple[LanguageModel, int]:
         if ref.model is not None:
             info = self.store.get_model(ref.model)
-            lm = load_model(info.kind, info.source, tokenizer=info.tokenizer if info.kind == "hf" else None)
+            tok = info.tokenizer if info.kind == "hf" else None
+            lm = load_model(info.kind, info.source, tokenizer=tok)
+            self._descs[role] = {"kind": info.kind, "source": info.source, "tokenizer": tok}
             return lm, info.id
         if ref.path is not None:
             path = confine_path(ref.path, self.settings, f"{role}.path")
             lm = load_model(ref.kind, path, tokenizer=ref.tokenizer, trust_remote_code=ref.trust_remote_code)
+            self._descs[role] = {"kind": ref.kind, "source": str(path), "tokenizer": ref.tokenizer}
             fp = lm.fingerprint()
             known = self.store.find_model(fp)
             model_id = known.id if known else register_model(self.store, lm, f"{role}-{path.name}-{fp[:8]}", source=str(path), fingerprint=fp)
@@ -253,7 +295,9 @@ class Engine:
     def _base(self, spec: RunSpec, corpus: PreparedCorpus, seed: int) -> LanguageModel:
         ref = spec.base
         if ref.init == "random":
-            return new_nanogpt(nanogpt_config(spec.arch, get_tokenizer(spec.tokenizer)), spec.tokenizer, seed)
+            cfg = nanogpt_config(spec.arch, get_tokenizer(spec.tokenizer))
+            self._descs["base"] = {"init": {"config": cfg.to_dict(), "tokenizer": spec.tokenizer, "seed": seed}}
+            return new_nanogpt(cfg, spec.tokenizer, seed)
         if ref.train is not None:
             return self._train_fixed(spec, corpus, ref, "base")[0]
         return self._load_ref(spec, ref, "base")[0]
@@ -386,9 +430,11 @@ class Engine:
 
         ckpt = self.settings.checkpoints_dir / key[:16] / "last.pt"
         try:
-            train(lm, corpus.streams, corpus.domains, self._train_config(spec, steps, seed), weights,
-                           eval_steps=eval_steps, on_eval=on_eval, on_step=on_step, checkpoint_path=ckpt,
-                           should_stop=self.should_stop, loss_fn=loss_fn)
+            distill = {"teacher": self._descs["target"], "objective": method.removeprefix("distill-"),
+                       "params": dict(spec.distill.params)} if method in DISTILL_METHODS else {}
+            self._train(self._descs["base"], lm, corpus, self._train_config(spec, steps, seed), weights,
+                        eval_steps=eval_steps, on_eval=on_eval, on_step=on_step, checkpoint_path=ckpt,
+                        should_stop=self.should_stop, loss_fn=loss_fn, **distill)
         except BaseException as e:
             self.store.finish_run(run_id, status="failed", error=str(e)[:2000])
             self.tracker.end(mlflow_id, "FAILED")

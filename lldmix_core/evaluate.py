@@ -60,6 +60,40 @@ def score_model(
     return ScoredModel(model_id, ll.astype(np.float64), nt.astype(np.int64), computed=True)
 
 
+def score_model_sharded(
+    store: Store, lm: LanguageModel, model_id: int, corpus_id: int, texts: CorpusTexts, *, batch_tokens: int = 8192,
+) -> ScoredModel | None:
+    """`score_model` with the texts split across torchrun's ranks; rank 0 merges and stores
+    (and returns the result), the other ranks return None."""
+    import torch.distributed as dist
+
+    from lldmix_core.distributed import shard, world
+
+    rank, size = world()
+    cached = store.get_loglik_vector(model_id, corpus_id, lm.tokenizer.identity) if rank == 0 else None
+    if _agree(cached is not None):
+        return score_model(store, lm, model_id, corpus_id, texts) if rank == 0 else None
+    idx = shard(list(range(len(texts.texts))), rank, size)
+    part = score_texts(lm, [texts.texts[i] for i in idx], batch_tokens=batch_tokens)
+    gathered = [None] * size
+    dist.all_gather_object(gathered, (idx, part.loglik, part.n_tokens))
+    if rank != 0:
+        return None
+    ll = np.zeros(len(texts.texts))
+    nt = np.zeros(len(texts.texts), dtype=np.int64)
+    for ids, l, n in gathered:
+        ll[ids], nt[ids] = l, n
+    store.save_scores(model_id=model_id, corpus_id=corpus_id, tokenizer_hash=lm.tokenizer.identity, logliks=ll, n_tokens=nt)
+    ll, nt = store.get_loglik_vector(model_id, corpus_id, lm.tokenizer.identity)
+    return ScoredModel(model_id, ll.astype(np.float64), nt.astype(np.int64), computed=True)
+
+
+def _agree(flag: bool) -> bool:
+    from lldmix_core.distributed import broadcast_object
+
+    return bool(broadcast_object(flag))
+
+
 def domain_means(
     loglik: np.ndarray, n_tokens: np.ndarray, n_bytes: np.ndarray, text_domains: list[str],
     domains: tuple[str, ...], unit: str,

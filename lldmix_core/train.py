@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from lldmix_core.distributed import broadcast_object as _from_rank0, world as _world
+from lldmix_core.errors import UserError
 from lldmix_core.faults import fault_point
 from lldmix_core.checkpoint import checkpoint_is_complete, load_checkpoint, save_checkpoint
 from lldmix_core.models.base import LanguageModel
@@ -40,6 +42,31 @@ class TrainConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 100
     seed: int = 0
+
+
+class _DDPView:
+    """`lm` with its logits computed through DistributedDataParallel, so backward all-reduces the
+    gradients; everything else (tokenizer, device, …) is the wrapped model's."""
+
+    def __init__(self, lm: LanguageModel, world: int):
+        self._lm = lm
+        self._ddp = torch.nn.parallel.DistributedDataParallel(_LogitsModule(lm))
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        return self._ddp(idx)
+
+    def __getattr__(self, name):
+        return getattr(self._lm, name)
+
+
+class _LogitsModule(torch.nn.Module):
+    def __init__(self, lm: LanguageModel):
+        super().__init__()
+        self.inner = lm.module  # registered, so DDP sees (and syncs) exactly the model's parameters
+        self._logits = lm.logits
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self._logits(idx)
 
 
 class Cancelled(Exception):
@@ -99,6 +126,11 @@ def train(
     loss_fn = loss_fn or lm_loss
     device = lm.device
     module = lm.module
+    rank, world = _world()
+    if cfg.batch_size % world:
+        raise UserError(f"training.batch_size {cfg.batch_size} must be a multiple of the {world} processes")
+    rows = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)  # this rank's share
+    student = _DDPView(lm, world) if world > 1 else lm  # gradients all-reduced by DDP during backward
     optimizer = make_optimizer(module, cfg)
     weights = np.asarray(weights, dtype=np.float64)
     domain_gen = torch.Generator().manual_seed(cfg.seed)
@@ -117,7 +149,7 @@ def train(
         start = int(state["step"])
 
     def save(step: int) -> None:
-        if checkpoint_path is None:
+        if checkpoint_path is None or rank != 0:
             return
         save_checkpoint(
             checkpoint_path,
@@ -139,12 +171,17 @@ def train(
     history: list[dict] = []
     module.train()
     for step in range(start, cfg.steps):
-        if step in eval_set and on_eval is not None:
-            new = on_eval(step, lm, weights)
+        if step in eval_set and (on_eval is not None or world > 1):
+            new = on_eval(step, lm, weights) if on_eval is not None and rank == 0 else None
+            if world > 1:  # rank 0 evaluated; every rank takes its new weights
+                new = _from_rank0(new)
             module.train()
             if new is not None:
                 weights = np.asarray(new, dtype=np.float64)
-        if should_stop is not None and should_stop():
+        stop = should_stop is not None and rank == 0 and should_stop()
+        if world > 1:
+            stop = _from_rank0(stop)
+        if stop:
             save(step)
             raise Cancelled(f"stopped at step {step}")
 
@@ -155,12 +192,18 @@ def train(
             group["lr"] = lr
         total = 0.0
         for _ in range(cfg.grad_accum):
+            # every rank draws the same global batch (same generators) and keeps its rows of it,
+            # so N processes see exactly the batches one process would
             x, y = streams.get_batch(domains[k], cfg.batch_size, cfg.block_size, batch_gens[k])
-            x, y = x.to(device), y.to(device)
+            x, y = x[rows].to(device), y[rows].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = loss_fn(lm, x, y) / cfg.grad_accum
+                loss = loss_fn(student, x, y) / cfg.grad_accum
             loss.backward()
             total += float(loss.detach())
+        if world > 1:  # report the global batch's mean loss, as one process would
+            t = torch.tensor([total], dtype=torch.float64)
+            torch.distributed.all_reduce(t)
+            total = float(t) / world
         fault_point("train_step")
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
@@ -168,12 +211,12 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss_value = total
         history.append({"step": step, "loss": total, "lr": lr, "domain": domains[k]})
-        if on_step is not None:
+        if on_step is not None and rank == 0:
             on_step(step, total, lr, domains[k])
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             save(step + 1)
 
-    if cfg.steps in eval_set and on_eval is not None:
+    if cfg.steps in eval_set and on_eval is not None and rank == 0:
         on_eval(cfg.steps, lm, weights)
     module.eval()
     save(cfg.steps)
