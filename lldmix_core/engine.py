@@ -82,6 +82,7 @@ class Engine:
         self.verbose = verbose
         self.tracker: NullTracker = NullTracker()
         self._beats: dict[str, float] = {}  # stage key -> last heartbeat (monotonic seconds)
+        self._downstream_target: dict[str, float] | None = None
         self._descs: dict[str, dict] = {}  # role -> how to rebuild that model (for torchrun followers)
 
     def log(self, msg: str) -> None:
@@ -118,6 +119,8 @@ class Engine:
             out.target_name = self.store.get_model(target_id).name
             target_scores = score_model(self.store, target_lm, target_id, corpus.info.id, corpus.texts)
             self._teacher = target_lm if any(m in DISTILL_METHODS for m in spec.methods) else None
+            self._downstream_target = self._downstream(spec, target_lm, parent_id, 0, "target") \
+                if spec.downstream.tasks else None
             del target_lm
             self._units_warning(spec, target_id)
 
@@ -231,6 +234,33 @@ class Engine:
                                      checkpoint_path=kw.get("checkpoint_path"), teacher=teacher, objective=objective,
                                      params=params))
         return train(lm, corpus.streams, corpus.domains, cfg, weights, **kw)
+
+    def _downstream(self, spec: RunSpec, lm: LanguageModel, run_id: int, step: int, who: str) -> dict[str, float]:
+        """§4.6: task accuracies of `lm` (stored as run metrics `downstream/<task>`) and, for a run's
+        final model, the Pearson r of its profile with the target's (`downstream_pearson`)."""
+        from lldmix_core.downstream import evaluate_tasks, pearson_profile
+
+        d = spec.downstream
+        keys = [f"downstream/{t}" for t in d.tasks]
+        stored = {m["key"]: m["value"] for m in self.store.get_metrics(run_id) if m["step"] == step}
+        if all(k in stored for k in keys):
+            scores = {t: stored[k] for t, k in zip(d.tasks, keys)}
+        else:
+            include = str(confine_path(d.include_path, self.settings, "downstream.include_path")) if d.include_path else None
+            scores = evaluate_tasks(lm, list(d.tasks), include_path=include, limit=d.limit, num_fewshot=d.num_fewshot,
+                                    include_defaults=d.include_defaults)
+        metrics = {f"downstream/{t}": v for t, v in scores.items()}
+        if self._downstream_target is not None and who != "target":
+            try:
+                metrics["downstream_pearson"] = pearson_profile(scores, self._downstream_target)
+            except UserError as e:  # e.g. a flat profile: r is undefined, the accuracies still count
+                self.log(f"  downstream ({who}): no Pearson r ({e})")
+        self.store.save_metrics(run_id, step, metrics)
+        self.tracker.log_metrics(self.store.get_run(run_id).mlflow_run_id, metrics, step)
+        self.log(f"  downstream ({who}): " + ", ".join(f"{t} {v:.3f} acc" for t, v in scores.items())
+                 + (f"; Pearson r with the target's profile {metrics['downstream_pearson']:+.3f}"
+                    if "downstream_pearson" in metrics else ""))
+        return scores
 
     # ------------------------------------------------------------------ one worker per stage
     @contextmanager
@@ -439,6 +469,8 @@ class Engine:
             self.store.finish_run(run_id, status="failed", error=str(e)[:2000])
             self.tracker.end(mlflow_id, "FAILED")
             raise
+        if spec.downstream.tasks:
+            self._downstream(spec, lm, run_id, steps, name)
         final = [m for m in self.store.list_models() if m.run_id == run_id and m.step == steps]
         self.store.update_run_models(run_id, base_model_id=base_id, final_model_id=final[0].id if final else None)
         if method == "aggregated-lld":

@@ -177,6 +177,17 @@ class KLSpec(_Strict):
     clip: float = Field(0.0, ge=0.0, lt=0.5)  # model-map clipping of the bottom fraction
 
 
+class DownstreamSpec(_Strict):
+    """The paper's §4.6: evaluate each run's final model and the target on lm-evaluation-harness
+    tasks (accuracy) and correlate their per-task profiles (Pearson r). Needs `pip install .[eval]`."""
+
+    tasks: tuple[str, ...] = ()
+    include_path: str | None = None  # a folder of local task YAMLs (no hub access needed)
+    include_defaults: bool = True  # index lm-eval's built-in tasks too (a few seconds)
+    limit: int | None = Field(None, ge=1)  # documents per task (for quick trials)
+    num_fewshot: int = Field(0, ge=0)
+
+
 class TrackingSpec(_Strict):
     mlflow: bool = True
     experiment: str | None = None  # default: the spec's name
@@ -196,6 +207,7 @@ class RunSpec(_Strict):
     lld: LLDSpec = LLDSpec()
     distill: DistillSpec = DistillSpec()
     kl: KLSpec = KLSpec()
+    downstream: DownstreamSpec = DownstreamSpec()
     eval_steps: Literal["schedule"] | tuple[int, ...] = "schedule"  # default: the LLD schedule + final step
     tracking: TrackingSpec = TrackingSpec()
 
@@ -216,7 +228,10 @@ class RunSpec(_Strict):
     # --- identity -----------------------------------------------------------------------------
     @property
     def spec_hash(self) -> str:
-        return content_hash({"spec": self.model_dump(mode="json", exclude={"description", "tracking"})})
+        dump = self.model_dump(mode="json", exclude={"description", "tracking"})
+        if not self.downstream.tasks:
+            dump.pop("downstream")  # an option at its default leaves existing specs' hashes (and caches) alone
+        return content_hash({"spec": dump})
 
     def to_yaml(self) -> str:
         """The whole spec, defaults included, so a saved file does not depend on future defaults."""

@@ -210,3 +210,57 @@ def test_pearson_profile():
 def test_import_does_not_need_lm_eval():
     code = "import sys, lldmix_core.downstream; assert 'lm_eval' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_spec_downstream_option_stores_profiles_and_pearson(tmp_path):
+    """§4.6 through the engine: every final model and the target get task accuracies in run_metrics,
+    and each run's Pearson r equals numpy's on the stored profiles."""
+    pytest.importorskip("lm_eval")
+    import sqlite3
+
+    from conftest import run_cli
+
+    home = tmp_path / "home"
+    tasks = home / "tasks"
+    tasks.mkdir(parents=True)
+    names = []
+    for k in range(3):  # three tasks with different answer keys, so profiles vary across models
+        sub = tasks / f"t{k}"
+        sub.mkdir()
+        rows = [{"question": q, "choices": c, "label": (i * (k + 1)) % len(c)} for i, (q, c) in enumerate(QUESTIONS)]
+        _write_task(sub, rows)
+        text = (sub / "tiny_mc.yaml").read_text().replace("task: tiny_mc", f"task: tiny_mc{k}")
+        (sub / "tiny_mc.yaml").write_text(text)
+        names.append(f"tiny_mc{k}")
+    spec = tmp_path / "ds.yaml"
+    spec.write_text(f"""name: ds
+seeds: [0, 1]
+tokenizer: bytes
+corpus: {{local: true, eval_per_domain: 2}}
+arch: {{n_layer: 1, n_head: 2, n_embd: 16, block_size: 64}}
+target: {{train: {{steps: 6, seed: 1234, multipliers: {{Python: 2.0}}}}}}
+training: {{steps: 4, batch_size: 2, warmup_steps: 1}}
+methods: [uniform]
+downstream: {{tasks: {names}, include_path: {tasks}, include_defaults: false}}
+""")
+    env = {"LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": "",
+           "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    run_cli("db", "upgrade", env=env)
+    out = run_cli("run", str(spec), "--no-mlflow", env=env)
+    assert "downstream (target)" in out.stdout
+    con = sqlite3.connect(home / "lldmix.db")
+    rows = con.execute("SELECT r.method, r.name, m.key, m.value FROM run_metrics m JOIN runs r ON r.id = m.run_id "
+                       "WHERE m.key LIKE 'downstream%'").fetchall()
+    target = {k.split("/")[1]: v for meth, _, k, v in rows if meth == "spec" and k.startswith("downstream/")}
+    assert sorted(target) == names
+    runs = {}
+    for meth, name, k, v in rows:
+        if meth != "spec":
+            runs.setdefault(name, {})[k] = v
+    assert len(runs) == 2
+    for name, metrics in runs.items():
+        profile = [metrics[f"downstream/{t}"] for t in names]
+        assert all(0 <= a <= 1 for a in profile)
+        if "downstream_pearson" in metrics:
+            want = np.corrcoef(profile, [target[t] for t in names])[0, 1]
+            assert abs(metrics["downstream_pearson"] - want) < 1e-9
