@@ -32,6 +32,7 @@ from lldmix_core.plan import is_inf as _is_inf, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core.distributed import broadcast_task, describe_task
+from lldmix_core.scoring import score_texts
 from lldmix_core.spec import DISTILL_METHODS, ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
@@ -368,7 +369,11 @@ class Engine:
         prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
         steps = spec.training.steps
         schedule = set(mc.lld_schedule(steps))
-        eval_steps = sorted((schedule if spec.eval_steps == "schedule" else set(spec.eval_steps)) | {steps})
+        iterative = method in ("iterative-lld", "adjusted-lld")
+        # KL is measured at `kl_steps`; iterative methods are also called at every schedule step to re-weight
+        kl_steps = (schedule if spec.eval_steps == "schedule" else set(spec.eval_steps)) | {steps}
+        eval_steps = sorted(kl_steps | (schedule if iterative else set()))
+        sub = _subsample(corpus, spec.lld.estimate_texts_per_domain, seed) if iterative else None
         tau = None
         loss_fn = None
         if method == "uniform":
@@ -410,10 +415,25 @@ class Engine:
         texts = corpus.texts
         target_ll = target_scores.loglik
         target_dom = domain_means(target_ll, target_scores.n_tokens, texts.n_bytes, texts.domains, corpus.domains, spec.lld.unit)
+        if sub is not None:
+            target_dom_sub = domain_means(target_ll[sub], target_scores.n_tokens[sub], texts.n_bytes[sub],
+                                          [texts.domains[i] for i in sub], corpus.domains, spec.lld.unit)
         done_before = self._done_steps
 
         def on_eval(step: int, lm: LanguageModel, current: np.ndarray):
             self.progress(self._fraction(done_before + step), f"{name}: evaluating step {step}")
+            if sub is not None and step not in kl_steps:  # estimate Δ only, on the subsample
+                part = score_texts(lm, [texts.texts[i] for i in sub])
+                base_dom = domain_means(part.loglik, part.n_tokens, texts.n_bytes[sub], [texts.domains[i] for i in sub],
+                                        corpus.domains, spec.lld.unit)
+                new = reweight(step, lm, target_dom_sub - base_dom)
+                used = new if new is not None else current
+                self.store.save_weights(run_id, step, dict(zip(corpus.domains, map(float, used))), tau=state["tau"],
+                                        method=method)
+                metrics = {f"weight/{d}": float(w) for d, w in zip(corpus.domains, used)}
+                metrics.update({f"loglik_per_{spec.lld.unit}/{d}": float(v) for d, v in zip(corpus.domains, base_dom)})
+                self.tracker.log_metrics(mlflow_id, metrics, step)
+                return new
             model_id = register_model(self.store, lm, f"{name}@{step}", source=f"run:{run_id}", run_id=run_id, step=step)
             scored = score_model(self.store, lm, model_id, corpus.info.id, texts)
             kl = mc.kl_pair(scored.loglik, target_ll, clip=spec.kl.clip)
@@ -425,17 +445,7 @@ class Engine:
                                corpus_id=corpus.info.id, nats_per_text=float(kl), bits_per_byte=kl_bpb,
                                gap_bits_per_byte=gap, estimator=estimator)
             base_dom = domain_means(scored.loglik, scored.n_tokens, texts.n_bytes, texts.domains, corpus.domains, spec.lld.unit)
-            new = None
-            if method in ("iterative-lld", "adjusted-lld") and step in schedule and step < steps:
-                delta = target_dom - base_dom
-                if state["tau"] is None:
-                    state["tau"] = mc.resolve_tau(tau_setting, delta)
-                    self.store.update_run_tau(run_id, state["tau"])
-                if method == "adjusted-lld":
-                    gram = self._gram(spec, lm, corpus)
-                    new = mc.adjusted_weights(delta, gram, state["tau"], prior, ridge=spec.lld.gram.ridge)
-                else:
-                    new = mc.lld_weights(delta, state["tau"], prior)
+            new = reweight(step, lm, target_dom - base_dom)
             used = new if new is not None else current
             self.store.save_weights(run_id, step, dict(zip(corpus.domains, map(float, used))), tau=state["tau"], method=method)
             metrics = {"kl_nats_per_text": kl, "kl_bits_per_byte": kl_bpb, "gap_bits_per_byte": gap}
@@ -445,6 +455,18 @@ class Engine:
             self.log(f"  step {step:>6}: KL to target {kl:10.3f} nats/text = {kl_bpb:8.4f} bits/byte, "
                      f"gap {gap:+.4f} bits/byte")
             return new
+
+        def reweight(step: int, lm: LanguageModel, delta: np.ndarray) -> np.ndarray | None:
+            """New weights from Δ = ℓ_target − ℓ_model per domain at a schedule step (iterative methods)."""
+            if not iterative or step not in schedule or step >= steps:
+                return None
+            if state["tau"] is None:
+                state["tau"] = mc.resolve_tau(tau_setting, delta)
+                self.store.update_run_tau(run_id, state["tau"])
+            if method == "adjusted-lld":
+                gram = self._gram(spec, lm, corpus)
+                return mc.adjusted_weights(delta, gram, state["tau"], prior, ridge=spec.lld.gram.ridge)
+            return mc.lld_weights(delta, state["tau"], prior)
 
         pending: list[tuple[int, float, float]] = []
 
@@ -557,6 +579,17 @@ class Engine:
         return RunOutcome(run_id, method, seed, tau_setting,
                           last["nats_per_text"] if last else nan, last["bits_per_byte"] if last else nan,
                           last["gap_bits_per_byte"] if last else nan, w_last, skipped)
+
+
+def _subsample(corpus: PreparedCorpus, per_domain: int | None, seed: int) -> np.ndarray | None:
+    """Indices of a seeded subsample of `per_domain` evaluation texts per domain (None: use all)."""
+    if per_domain is None:
+        return None
+    rng = np.random.default_rng(1_000_003 + seed)
+    doms = np.array(corpus.texts.domains)
+    idx = [rng.choice(np.flatnonzero(doms == d), size=min(per_domain, int((doms == d).sum())), replace=False)
+           for d in corpus.domains]
+    return np.sort(np.concatenate(idx))
 
 
 def _finite_or_str(x):

@@ -143,6 +143,9 @@ class LLDSpec(_Strict):
     aggregation: Literal["geometric", "arithmetic"] = "geometric"
     gram: GramSpec = GramSpec()
     recipe: dict[str, float] | None = None  # the weights of method `fixed`
+    # Cheaper first pass: at LLD schedule steps where no KL is measured, estimate Δ on a seeded
+    # subsample of this many evaluation texts per domain instead of the whole corpus (None: all).
+    estimate_texts_per_domain: int | None = Field(None, ge=1)
 
     @field_validator("tau")
     @classmethod
