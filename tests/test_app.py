@@ -51,7 +51,7 @@ def test_runs_page_lists_the_smoke_runs(app):
     assert "smoke" in text
     frames = [df.value for df in app.dataframe]
     methods = set(frames[0]["method"])
-    assert methods == {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld"}
+    assert methods == {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld", "distill-kl"}  # distillation beside the mixtures
     assert (frames[0]["status"] == "finished").all()
 
 
@@ -79,7 +79,7 @@ def test_model_map_places_every_scored_model(app):
     points = _values(_chart_specs(at)[0])
     assert any(p["role"] == "target" for p in points)
     runs = {p["run"] for p in points if p["run"]}
-    assert len(runs) == 4  # every training run draws a trajectory
+    assert len(runs) == 5  # every training run draws a trajectory
     at.radio[0].set_value("t-SNE").run()
     assert not at.exception
 
@@ -96,3 +96,25 @@ def test_new_run_validates_and_shows_yaml(app):
 def test_recipes_page_offers_downloads(app):
     at = _page(app, "views/recipes.py")
     assert len(at.get("download_button")) == 3
+
+
+def test_new_run_rejects_unparseable_multipliers(app):
+    at = _page(app, "views/new_run.py")
+    box = next(t for t in at.text_input if t.label.startswith("Domain multipliers"))
+    box.set_value("Python=two").run()
+    assert any("Domain multipliers" in e.value for e in at.error)
+
+
+def test_app_on_a_database_behind_head_says_which_command(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    monkeypatch.setenv("LLDMIX_HOME", str(home))
+    monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "lldmix db upgrade" in errors[0] and "\n" not in errors[0]

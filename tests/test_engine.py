@@ -12,17 +12,17 @@ pytestmark = pytest.mark.slow
 def test_smoke_run_results_are_in_sql(smoke_home):
     con = sqlite3.connect(smoke_home / "lldmix.db")
     methods = dict(con.execute("SELECT method, status FROM runs WHERE method != 'spec'").fetchall())
-    assert methods == {m: "finished" for m in ["uniform", "iterative-lld", "aggregated-lld", "adjusted-lld"]}
+    assert methods == {m: "finished" for m in ["uniform", "iterative-lld", "aggregated-lld", "adjusted-lld", "distill-kl"]}
     finals = con.execute("""SELECT r.method, k.nats_per_text, k.bits_per_byte FROM kl_results k JOIN runs r ON r.id = k.run_id
                             WHERE k.step = 20""").fetchall()
-    assert len(finals) == 4 and all(kl >= 0 and bpb >= 0 for _, kl, bpb in finals)
+    assert len(finals) == 5 and all(kl >= 0 and bpb >= 0 for _, kl, bpb in finals)
     # weights on the simplex at every recorded step
     for run_id, step, total in con.execute("SELECT run_id, step, sum(weight) FROM weight_estimates GROUP BY run_id, step"):
         assert abs(total - 1) < 1e-6
     recipe = con.execute("SELECT weights FROM recipes WHERE name = 'smoke.aggregated-lld.seed0'").fetchone()
     assert recipe is not None
     # checkpoints are models, with their run and step
-    assert con.execute("SELECT count(*) FROM models WHERE run_id IS NOT NULL AND step = 0").fetchone()[0] == 4
+    assert con.execute("SELECT count(*) FROM models WHERE run_id IS NOT NULL AND step = 0").fetchone()[0] == 5
     # every run points at its MLflow run
     assert con.execute("SELECT count(*) FROM runs WHERE mlflow_run_id IS NULL").fetchone()[0] == 0
 
@@ -34,7 +34,8 @@ def test_mlflow_has_the_runs(smoke_home):
     exp = client.get_experiment_by_name("smoke")
     runs = client.search_runs([exp.experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert {r.data.params["method"] for r in children} == {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld"}
+    assert {r.data.params["method"] for r in children} == {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld",
+                                                           "distill-kl"}
     hist = client.get_metric_history(children[0].info.run_id, "kl_bits_per_byte")
     assert len(hist) >= 10
     agg = [r for r in children if r.data.params["method"] == "aggregated-lld"][0]
@@ -47,7 +48,7 @@ def test_mlflow_has_the_runs(smoke_home):
 
 def test_rerun_does_no_training_and_no_scoring(smoke_home):
     out = run_cli("run", "runs/smoke.yaml", env={"LLDMIX_HOME": str(smoke_home)})
-    assert out.stdout.count("finished earlier") == 4 and "not retraining" in out.stdout
+    assert out.stdout.count("finished earlier") == 5 and "not retraining" in out.stdout
     assert "step      0:" not in out.stdout  # no evaluation (scoring) happened
 
 
