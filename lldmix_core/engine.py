@@ -11,10 +11,6 @@ This is the ONLY module that sequences stages and writes to both the store and t
 from __future__ import annotations
 
 import math
-import os
-import socket
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,9 +22,10 @@ from lldmix_core.config import Settings, confine_path
 from lldmix_core.db.store import Store
 from lldmix_core.errors import UserError
 from lldmix_core.evaluate import domain_means, register_model, score_model
-from lldmix_core.gram import exact_gram, sketched_gram
 from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nanogpt, save_nanogpt
-from lldmix_core.plan import is_inf as _is_inf, run_plan
+from lldmix_core.engine_claims import StageClaims
+from lldmix_core.engine_lld import LLDStages, subsample
+from lldmix_core.plan import run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core.distributed import broadcast_task, describe_task
@@ -37,7 +34,7 @@ from lldmix_core.spec import DISTILL_METHODS, ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
 from lldmix_core.tracking import NullTracker, make_tracker
-from lldmix_core.train import Cancelled, TrainConfig, lm_loss, train
+from lldmix_core.train import TrainConfig, train
 
 ProgressFn = Callable[[float, str], None]
 
@@ -72,7 +69,7 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class Engine:
+class Engine(StageClaims, LLDStages):
     def __init__(self, store: Store, settings: Settings, *, progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None, job_id: int | None = None, verbose: bool = True):
         self.store = store
@@ -263,42 +260,6 @@ class Engine:
                     if "downstream_pearson" in metrics else ""))
         return scores
 
-    # ------------------------------------------------------------------ one worker per stage
-    @contextmanager
-    def _exclusive(self, key: str, kind: str):
-        """Compute a stage at most once across workers. Yields True when this worker holds the claim
-        (it must end with `store.finish_stage(key, …)`), False when another worker finished the stage
-        while this one waited. A failure or cancellation gives the claim back."""
-        me = worker_name()
-        waiting_since = None
-        while True:
-            state = self.store.claim_stage(key, kind=kind, owner=me)
-            if state != "busy":
-                break
-            if waiting_since is None:
-                waiting_since = time.monotonic()
-                self.log(f"waiting: another worker is computing stage {key[:8]} ({kind})")
-            if self.should_stop is not None and self.should_stop():
-                raise Cancelled(f"stopped while waiting for stage {key[:8]}")
-            time.sleep(1.0)
-        if state == "finished":
-            yield False
-            return
-        self._beats[key] = time.monotonic()
-        try:
-            yield True
-        except BaseException:
-            self.store.release_stage(key, me)
-            raise
-        finally:
-            self._beats.pop(key, None)
-
-    def _heartbeat(self, key: str, every_seconds: float = 30.0) -> None:
-        last = self._beats.get(key)
-        if last is not None and time.monotonic() - last >= every_seconds:
-            self.store.heartbeat_stage(key, worker_name())
-            self._beats[key] = time.monotonic()
-
     def _target(self, spec: RunSpec, corpus: PreparedCorpus) -> tuple[LanguageModel, int, dict | None]:
         ref = spec.target
         if ref.train is not None:
@@ -373,7 +334,7 @@ class Engine:
         # KL is measured at `kl_steps`; iterative methods are also called at every schedule step to re-weight
         kl_steps = (schedule if spec.eval_steps == "schedule" else set(spec.eval_steps)) | {steps}
         eval_steps = sorted(kl_steps | (schedule if iterative else set()))
-        sub = _subsample(corpus, spec.lld.estimate_texts_per_domain, seed) if iterative else None
+        sub = subsample(corpus, spec.lld.estimate_texts_per_domain, seed) if iterative else None
         tau = None
         loss_fn = None
         if method == "uniform":
@@ -506,67 +467,6 @@ class Engine:
     def _fraction(self, steps_done: int) -> float:
         return min(0.999, steps_done / max(1, self._total_steps))
 
-    def _gram(self, spec: RunSpec, lm: LanguageModel, corpus: PreparedCorpus) -> np.ndarray:
-        """Domain Gram matrix on a few evaluation texts per domain (their tokens cut into context windows)."""
-        g = spec.lld.gram
-        T = min(spec.arch.block_size, lm.max_context)
-        batches = []
-        for d in corpus.domains:
-            idx = [i for i, dom in enumerate(corpus.texts.domains) if dom == d][: g.texts_per_domain]
-            toks: list[int] = []
-            for i in idx:
-                toks += [lm.tokenizer.bos_id, *lm.tokenizer.encode(corpus.texts.texts[i])]
-            n = max(1, (len(toks) - 1) // T)
-            t = torch.tensor(toks[: n * T + 1] if len(toks) > T else toks, device=lm.device)
-            if len(t) <= T:
-                batches.append([(t[:-1][None], t[1:][None])])
-            else:
-                batches.append([(t[:-1][: n * T].view(n, T), t[1:][: n * T].view(n, T))])
-        loss_fn = lambda module, x, y: lm_loss(lm, x, y)  # noqa: E731  (ℓ_k = −loss)
-        if g.estimator == "exact":
-            return exact_gram(lm.module, batches, loss_fn)
-        return sketched_gram(lm.module, batches, loss_fn, sketch_dim=g.sketch_dim, seed=0)
-
-    # ------------------------------------------------------------------ aggregated-LLD
-    @staticmethod
-    def _recipe_name(spec: RunSpec, seed: int, tau_setting) -> str:
-        suffix = f".tau{tau_setting}" if len(spec.lld.taus) > 1 else ""
-        return f"{spec.name}.aggregated-lld.seed{seed}{suffix}"
-
-    def _aggregate(self, spec: RunSpec, corpus: PreparedCorpus, parent_id: int, seed: int,
-                   tau_setting) -> tuple[np.ndarray, float | None]:
-        """Pass 2's fixed recipe: the geometric (or arithmetic) mean of pass 1's weights at the schedule steps.
-
-        τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
-        if _is_inf(tau_setting):
-            K = len(corpus.domains)
-            prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
-            self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method="aggregated-lld-tau-inf",
-                                   weights=dict(zip(corpus.domains, map(float, prior))),
-                                   provenance={"method": "aggregated-lld", "tau_setting": "inf", "seed": seed,
-                                               "note": "tau = inf: the prior by definition, no pass 1",
-                                               "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
-            return prior, math.inf
-        pass1 = [r for r in self.store.list_runs(parent_id=parent_id) if r.method == "iterative-lld" and r.seed == seed
-                 and r.status == "finished" and str(r.config.get("tau_setting")) == str(tau_setting)]
-        if not pass1:
-            raise UserError("aggregated-lld needs a finished iterative-lld run (pass 1) with the same seed")
-        per_step = self.store.get_weights(pass1[0].id)
-        schedule = [s for s in mc.lld_schedule(spec.training.steps) if s in per_step]
-        W = np.array([[per_step[s][d] for d in corpus.domains] for s in schedule])
-        agg = mc.aggregate_geometric(W) if spec.lld.aggregation == "geometric" else mc.aggregate_arithmetic(W)
-        target = self.store.get_run(pass1[0].id)
-        provenance = {
-            "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
-            "tau": _finite_or_str(target.tau), "tau_setting": str(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
-            "aggregation": spec.lld.aggregation, "method": "aggregated-lld", "seed": seed,
-            "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
-        }
-        self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method=f"aggregated-lld-{spec.lld.aggregation}",
-                               weights=dict(zip(corpus.domains, map(float, agg))), provenance=provenance,
-                               run_id=pass1[0].id)
-        return agg, target.tau
-
     # ------------------------------------------------------------------ results
     def _outcome(self, run_id: int, method: str, seed: int, tau_setting, corpus: PreparedCorpus, skipped: bool) -> RunOutcome:
         rows = self.store.get_kl(run_id)
@@ -581,24 +481,5 @@ class Engine:
                           last["gap_bits_per_byte"] if last else nan, w_last, skipped)
 
 
-def _subsample(corpus: PreparedCorpus, per_domain: int | None, seed: int) -> np.ndarray | None:
-    """Indices of a seeded subsample of `per_domain` evaluation texts per domain (None: use all)."""
-    if per_domain is None:
-        return None
-    rng = np.random.default_rng(1_000_003 + seed)
-    doms = np.array(corpus.texts.domains)
-    idx = [rng.choice(np.flatnonzero(doms == d), size=min(per_domain, int((doms == d).sum())), replace=False)
-           for d in corpus.domains]
-    return np.sort(np.concatenate(idx))
-
-
-def _finite_or_str(x):
-    return x if x is None or math.isfinite(x) else str(x)
-
-
 def _jsonable(d: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in d.items()}
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"

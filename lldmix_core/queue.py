@@ -11,7 +11,8 @@ import traceback
 
 from lldmix_core.config import get_settings
 from lldmix_core.db.store import Store
-from lldmix_core.engine import Engine, worker_name
+from lldmix_core.engine import Engine
+from lldmix_core.engine_claims import worker_name
 from lldmix_core.errors import UserError
 from lldmix_core.spec import load_spec_text
 from lldmix_core.train import Cancelled

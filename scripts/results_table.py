@@ -25,9 +25,11 @@ def main(spec_name: str) -> None:
     parent = [r for r in st.list_runs() if r.method == "spec" and r.name == spec_name][-1]
     children = [r for r in st.list_runs(parent_id=parent.id) if r.status == "finished"]
     finals = defaultdict(dict)
+    sweep = len({str(r.config.get("tau_setting")) for r in children if r.method == "aggregated-lld"}) > 1
     for r in children:
         last = max(st.get_kl(r.id), key=lambda k: k["step"])
-        finals[r.method][r.seed] = last
+        label = r.method + (f" τ={r.config.get('tau_setting')}" if sweep and r.method in ("aggregated-lld", "iterative-lld") else "")
+        finals[label][r.seed] = last
     seeds = sorted({r.seed for r in children})
 
     def fmt(vals, digits=2):
@@ -36,7 +38,7 @@ def main(spec_name: str) -> None:
 
     print(f"| method | {' | '.join(f'seed {s} (bits/byte)' for s in seeds)} | mean ± sd (bits/byte) | mean ± sd (nats/text) | gap (bits/byte) |")
     print("|---|" + "---|" * (len(seeds) + 3))
-    for m in [m for m in ORDER if m in finals] + sorted(set(finals) - set(ORDER)):
+    for m in [m for m in ORDER if m in finals] + sorted(set(finals) - set(ORDER), key=_order):
         row = finals[m]
         per_seed = [f"{row[s]['bits_per_byte']:.2f}" if s in row else "—" for s in seeds]
         print(f"| {m} | {' | '.join(per_seed)} | {fmt([x['bits_per_byte'] for x in row.values()])} | "
@@ -51,13 +53,39 @@ def main(spec_name: str) -> None:
         print("\n| seed | KL(truth ‖ uniform) (nats) | KL(truth ‖ aggregated-LLD estimate) (nats) | estimate |")
         print("|---|---|---|---|")
         for s in seeds:
-            rec = st.get_recipe(f"{spec_name}.aggregated-lld.seed{s}")
+            try:
+                rec = st.get_recipe(f"{spec_name}.aggregated-lld.seed{s}")
+            except Exception:  # a τ sweep names its recipes per τ: no single recovery row
+                continue
             est = np.array([rec["weights"][d] for d in domains])
             print(f"| {s} | {mc.kl_categorical(truth, uniform):.4f} | {mc.kl_categorical(truth, est):.4f} | "
                   + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains, est)) + " |")
+        if sweep:  # recovery per τ: mean over seeds of KL(truth ‖ that τ's recipe)
+            by_tau = defaultdict(list)
+            for rec in st.list_recipes():
+                head, _, tau = rec["name"].partition(".tau")
+                if head.startswith(f"{spec_name}.aggregated-lld.seed") and tau:
+                    est = np.array([rec["weights"][d] for d in domains])
+                    by_tau[tau].append(mc.kl_categorical(truth, est))
+            print("\n| τ | KL(truth ‖ aggregated-LLD recipe) (nats), mean ± sd over seeds |")
+            print("|---|---|")
+            for tau in sorted(by_tau, key=lambda t: float(t)):
+                v = np.array(by_tau[tau])
+                print(f"| {tau} | {v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f} |")
         print("\nground truth: " + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains, truth)))
 
 
+
+
+def _order(label: str):
+    """Methods in ORDER first, then by τ numerically (inf last)."""
+    method, _, tau = label.partition(" τ=")
+    rank = ORDER.index(method) if method in ORDER else len(ORDER)
+    try:
+        t = float(tau) if tau else -1.0
+    except ValueError:
+        t = float("inf")
+    return (rank, method, t)
 
 
 def recovery_by_window(spec_name: str) -> None:
@@ -85,7 +113,9 @@ def recovery_by_window(spec_name: str) -> None:
             sel = [s for s in steps if keep(s)]
             g = mc.aggregate_geometric(np.array([[w[s][d] for d in domains] for s in sel]))
             cells.append(f"{mc.kl_categorical(t, g):.4f} ({len(sel)} steps)")
-        print(f"| {r.seed} | " + " | ".join(cells) + " |")
+        tau = r.config.get("tau_setting")
+        print(f"| {r.seed}" + (f", τ={tau}" if len({x.config.get('tau_setting') for x in runs}) > 1 else "") + " | "
+              + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

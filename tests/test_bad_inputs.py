@@ -2,6 +2,7 @@
 code 2 and ONE line naming the input, and leaves the database and the files exactly as they were."""
 
 import hashlib
+import os
 import json
 import sqlite3
 import subprocess
@@ -139,7 +140,7 @@ def _setup(home: Path, env: dict) -> None:
         from lldmix_core.spec import load_spec_text
         from lldmix_core.tokenizers import get_tokenizer
         s = get_settings(); store = Store.open(s.db_url)
-        spec = load_spec_text('''{GOOD}''', 'good')
+        spec = load_spec_text({GOOD!r}, 'good')
         prepare_corpus(store, spec.corpus, s, get_tokenizer('bytes'), 'bad-eval')
         lm = load_nanogpt(store.get_model('tiny').source)
         with torch.no_grad():
@@ -147,7 +148,8 @@ def _setup(home: Path, env: dict) -> None:
         save_nanogpt(lm, s.home / 'models' / 'nan.pt')
         store.save_recipe(name='r1', method='manual', weights={{'Python': 0.5, 'C++': 0.5}}, provenance={{}})
     """)
-    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     run_cli("model", "add", "nan-model", "--kind", "nanogpt", "--path", str(home / "models" / "nan.pt"), env=env)
     good = home / "models" / "nan.pt"
     corrupt = home / "data" / "corrupt.pt"

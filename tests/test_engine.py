@@ -66,3 +66,34 @@ def test_recipe_export_formats(smoke_home, tmp_path):
     rows = [l.split(",") for l in (tmp_path / "r.csv").read_text().splitlines() if not l.startswith("#")][1:]
     assert {d: float(v) for d, v in rows} == pytest.approx(w)
     assert [s["target_ratio"] for s in yaml.safe_load((tmp_path / "r.olmo").read_text())["sources"]] == list(w.values())
+
+
+def test_first_pass_on_a_subsample_reweights_at_every_schedule_step(tmp_path):
+    """lld.estimate_texts_per_domain: Δ from a subsample at the schedule steps (weights recorded at
+    each), KL on the whole corpus only at eval_steps and the last step."""
+    from lldmix_core.mathcore import lld_schedule
+
+    home = tmp_path / "home"
+    env = {"LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    spec = tmp_path / "sub.yaml"
+    spec.write_text("""name: sub
+seeds: [0]
+tokenizer: bytes
+corpus: {local: true, eval_per_domain: 3}
+arch: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 32}
+target: {train: {steps: 6, seed: 1234, multipliers: {Python: 2.0}}}
+training: {steps: 20, batch_size: 2, warmup_steps: 1}
+eval_steps: [10]
+methods: [iterative-lld]
+lld: {tau: 1.0, estimate_texts_per_domain: 1}
+""")
+    run_cli("db", "upgrade", env=env)
+    run_cli("run", str(spec), "--no-mlflow", env=env)
+    con = sqlite3.connect(home / "lldmix.db")
+    kl_steps = [s for (s,) in con.execute("SELECT step FROM kl_results ORDER BY step")]
+    w_steps = sorted({s for (s,) in con.execute("SELECT step FROM weight_estimates")})
+    assert kl_steps == [10, 20]
+    assert w_steps == sorted(set(lld_schedule(20)) | {10, 20})
+    # the weights moved away from uniform at the first estimate: they were really re-estimated
+    first = [w for (w,) in con.execute("SELECT weight FROM weight_estimates WHERE step = 0")]
+    assert max(first) - min(first) > 1e-3 and abs(sum(first) - 1) < 1e-9

@@ -1,0 +1,98 @@
+"""The LLD-specific stages of the engine: the domain Gram matrix (adjusted-LLD), the aggregated-LLD
+recipe from pass 1's weights (or the prior at τ = ∞), and the first pass's estimation subsample."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from lldmix_core import mathcore as mc
+from lldmix_core.errors import UserError
+from lldmix_core.gram import exact_gram, sketched_gram
+from lldmix_core.models import LanguageModel
+from lldmix_core.plan import is_inf
+from lldmix_core.prepare import PreparedCorpus, mixture
+from lldmix_core.spec import RunSpec
+from lldmix_core.train import lm_loss
+
+
+class LLDStages:
+    """Mixed into Engine; uses self.store."""
+
+    def _gram(self, spec: RunSpec, lm: LanguageModel, corpus: PreparedCorpus) -> np.ndarray:
+        """Domain Gram matrix on a few evaluation texts per domain (their tokens cut into context windows)."""
+        g = spec.lld.gram
+        T = min(spec.arch.block_size, lm.max_context)
+        batches = []
+        for d in corpus.domains:
+            idx = [i for i, dom in enumerate(corpus.texts.domains) if dom == d][: g.texts_per_domain]
+            toks: list[int] = []
+            for i in idx:
+                toks += [lm.tokenizer.bos_id, *lm.tokenizer.encode(corpus.texts.texts[i])]
+            n = max(1, (len(toks) - 1) // T)
+            t = torch.tensor(toks[: n * T + 1] if len(toks) > T else toks, device=lm.device)
+            if len(t) <= T:
+                batches.append([(t[:-1][None], t[1:][None])])
+            else:
+                batches.append([(t[:-1][: n * T].view(n, T), t[1:][: n * T].view(n, T))])
+        loss_fn = lambda module, x, y: lm_loss(lm, x, y)  # noqa: E731  (ℓ_k = −loss)
+        if g.estimator == "exact":
+            return exact_gram(lm.module, batches, loss_fn)
+        return sketched_gram(lm.module, batches, loss_fn, sketch_dim=g.sketch_dim, seed=0)
+
+    # ------------------------------------------------------------------ aggregated-LLD
+    @staticmethod
+    def _recipe_name(spec: RunSpec, seed: int, tau_setting) -> str:
+        suffix = f".tau{tau_setting}" if len(spec.lld.taus) > 1 else ""
+        return f"{spec.name}.aggregated-lld.seed{seed}{suffix}"
+
+    def _aggregate(self, spec: RunSpec, corpus: PreparedCorpus, parent_id: int, seed: int,
+                   tau_setting) -> tuple[np.ndarray, float | None]:
+        """Pass 2's fixed recipe: the geometric (or arithmetic) mean of pass 1's weights at the schedule steps.
+
+        τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
+        if is_inf(tau_setting):
+            K = len(corpus.domains)
+            prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
+            self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method="aggregated-lld-tau-inf",
+                                   weights=dict(zip(corpus.domains, map(float, prior))),
+                                   provenance={"method": "aggregated-lld", "tau_setting": "inf", "seed": seed,
+                                               "note": "tau = inf: the prior by definition, no pass 1",
+                                               "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
+            return prior, math.inf
+        pass1 = [r for r in self.store.list_runs(parent_id=parent_id) if r.method == "iterative-lld" and r.seed == seed
+                 and r.status == "finished" and str(r.config.get("tau_setting")) == str(tau_setting)]
+        if not pass1:
+            raise UserError("aggregated-lld needs a finished iterative-lld run (pass 1) with the same seed")
+        per_step = self.store.get_weights(pass1[0].id)
+        schedule = [s for s in mc.lld_schedule(spec.training.steps) if s in per_step]
+        W = np.array([[per_step[s][d] for d in corpus.domains] for s in schedule])
+        agg = mc.aggregate_geometric(W) if spec.lld.aggregation == "geometric" else mc.aggregate_arithmetic(W)
+        target = self.store.get_run(pass1[0].id)
+        provenance = {
+            "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
+            "tau": _finite_or_str(target.tau), "tau_setting": str(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
+            "aggregation": spec.lld.aggregation, "method": "aggregated-lld", "seed": seed,
+            "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
+        }
+        self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method=f"aggregated-lld-{spec.lld.aggregation}",
+                               weights=dict(zip(corpus.domains, map(float, agg))), provenance=provenance,
+                               run_id=pass1[0].id)
+        return agg, target.tau
+
+
+def subsample(corpus: PreparedCorpus, per_domain: int | None, seed: int) -> np.ndarray | None:
+    """Indices of a seeded subsample of `per_domain` evaluation texts per domain (None: use all)."""
+    if per_domain is None:
+        return None
+    rng = np.random.default_rng(1_000_003 + seed)
+    doms = np.array(corpus.texts.domains)
+    idx = [rng.choice(np.flatnonzero(doms == d), size=min(per_domain, int((doms == d).sum())), replace=False)
+           for d in corpus.domains]
+    return np.sort(np.concatenate(idx))
+
+
+def _finite_or_str(x):
+    return x if x is None or math.isfinite(x) else str(x)
