@@ -30,9 +30,18 @@ def distill_loss_fn(teacher: LanguageModel, objective: str, params: dict):
         p.requires_grad_(False)
 
     def loss_fn(lm: LanguageModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # The student's distribution is over ALL its output rows, padding included (NanoGPT pads the
+        # vocabulary to a multiple of 64): sliced to the tokenizer's V, the loss would never push
+        # mass off the padding rows, and scoring — which normalises over every row — would find it
+        # leaking there. The teacher gives those rows ~zero probability (30 nats below its least
+        # likely token: finite, so reverse KL and AMiD stay finite too).
+        s = lm.logits(x).float()
+        s = s.reshape(-1, s.size(-1))
         with torch.no_grad():
             t = teacher.logits(x)[..., :V].reshape(-1, V).float()
-        s = lm.logits(x)[..., :V].reshape(-1, V).float()
+            if s.size(-1) > V:
+                floor = t.amin(dim=-1, keepdim=True) - 30.0
+                t = torch.cat([t, floor.expand(-1, s.size(-1) - V)], dim=-1)
         return distillation_loss(objective, s, t, y.reshape(-1), **params)
 
     return loss_fn

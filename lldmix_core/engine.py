@@ -306,7 +306,9 @@ class Engine(StageClaims, LLDStages):
                     mlflow_parent, target_id: int, target_scores) -> RunOutcome:
         # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content
         key = content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
-                            "target": target_id, "corpus": corpus.info.content_hash})
+                            "target": target_id, "corpus": corpus.info.content_hash,
+                            # v2: the student normalised over its padded rows (runs of v1 are not reused)
+                            **({"distill_loss": 2} if method in DISTILL_METHODS else {})})
         name = f"{spec.name}.{method}.seed{seed}" + (f".tau{tau_setting}" if len(spec.lld.taus) > 1 and tau_setting is not None else "")
         existing = [r for r in self.store.list_runs(parent_id=parent_id) if r.key == key]
         if existing and existing[0].status == "finished":

@@ -108,3 +108,30 @@ def test_unknown_names_and_params():
         distillation_loss("js", S, T, Y)
     with pytest.raises(ValueError, match="no parameter"):
         distillation_loss("kl", S, T, Y, alpha=1.0)
+
+
+def test_distillation_pushes_student_mass_off_the_padded_vocabulary_rows():
+    """NanoGPT pads its output to 320 rows for the 257 byte tokens: the distillation loss must see
+    (and penalise) student mass on the padding, as scoring's log-softmax over all rows does."""
+    from lldmix_core.distill import distill_loss_fn
+    from lldmix_core.models import NanoGPTConfig, new_nanogpt
+
+    cfg = NanoGPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=320)
+    teacher, student = new_nanogpt(cfg, "bytes", 1), new_nanogpt(cfg, "bytes", 2)
+    x = torch.randint(0, 257, (2, 8), generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 257, (2, 8), generator=torch.Generator().manual_seed(1))
+    for objective, params in [("kl", {}), ("reverse-kl", {}), ("kl+ce", {}), ("amid", {"alpha": 0.5, "lam": 0.5})]:
+        student.module.zero_grad()
+        loss = distill_loss_fn(teacher, objective, params)(student, x, y)
+        assert torch.isfinite(loss), objective
+        loss.backward()
+        grad_pad = student.module.lm_head.weight.grad[257:].abs().sum()
+        assert grad_pad > 0, objective  # zero before the fix: the padding rows were sliced away
+    # forward KL equals the reference with the student normalised over all 320 rows
+    with torch.no_grad():
+        s = student.logits(x).reshape(-1, 320).double()
+        t = teacher.logits(x)[..., :257].reshape(-1, 257).double()
+        pt = torch.softmax(t, -1)
+        ref = (pt * (torch.log(pt) - torch.log_softmax(s, -1)[:, :257])).sum(-1).mean()
+        got = distill_loss_fn(teacher, "kl", {})(student, x, y)
+    assert float(got) == pytest.approx(float(ref), rel=1e-4)
