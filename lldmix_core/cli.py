@@ -136,7 +136,12 @@ def model_init(
     store = _store()
     cfg = nanogpt_config(ArchSpec(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size), get_tokenizer(tokenizer))
     lm = new_nanogpt(cfg, tokenizer, seed)
-    path = s.home / "models" / f"{safe_filename(name)}.pt"
+    fp = lm.fingerprint()
+    taken = next((m for m in store.list_models() if m.name == name), None)
+    if taken is not None and taken.fingerprint != fp:  # refuse before any file is written
+        raise UserError(f"model name {name!r} is already taken by a different model (fingerprint "
+                        f"{taken.fingerprint[:12]} vs {fp[:12]}): choose another name")
+    path = s.home / "models" / f"{safe_filename(name)}-{fp[:12]}.pt"  # never overwrites another model's file
     save_nanogpt(lm, path)
     mid = register_model(store, lm, name, source=str(path))
     typer.echo(f"model {name!r} (id {mid}): NanoGPT {n_layer}×{n_embd}, {lm.n_params:,} parameters, {path}")

@@ -150,6 +150,9 @@ class Engine(StageClaims, LLDStages):
         for field_name, weights, multipliers in refs:
             if weights is not None or multipliers is not None:
                 mixture(corpus.domains, weights, multipliers, field_name)
+        for role in ("target", "base"):  # models named in the spec must exist before a run row is written
+            if getattr(spec, role).model is not None:
+                self.store.get_model(getattr(spec, role).model)
         if any(m in DISTILL_METHODS for m in spec.methods):
             ref, base_tok = spec.target, get_tokenizer(spec.tokenizer)
             if ref.model is not None:

@@ -46,10 +46,19 @@ class CorpusSpec(_Strict):
     min_bytes: int = Field(256, ge=0)
     eval_seed: int = 42
 
+    @model_validator(mode="before")
+    @classmethod
+    def _local_unless_files(cls, data):
+        if isinstance(data, dict) and "local" not in data and (data.get("train") or data.get("eval")):
+            data = {**data, "local": False}  # naming files means using them
+        return data
+
     @model_validator(mode="after")
     def _check(self):
         if not self.local and not self.train:
             raise ValueError("set `train` (a Pile-format file or folder) or `local: true`")
+        if self.local and (self.train or self.eval):
+            raise ValueError("give `local: true` or `train`/`eval` files, not both")
         if self.min_bytes >= self.max_bytes:
             raise ValueError("min_bytes must be below max_bytes")
         return self
@@ -158,6 +167,21 @@ class LLDSpec(_Strict):
                 raise ValueError("tau must be > 0 (or 'auto'; .inf means uniform)")
         if len(set(values)) != len(values):
             raise ValueError("tau: listed twice")
+        return v
+
+    @field_validator("recipe", "prior")
+    @classmethod
+    def _on_simplex(cls, v):
+        # a recipe or prior is a distribution over domains: finite, ≥ 0, summing to 1 (not normalised
+        # silently, so a typo in a weight cannot change the experiment unnoticed)
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("give at least one domain weight")
+        if any(not math.isfinite(w) or w < 0 for w in v.values()):
+            raise ValueError("weights must be finite and ≥ 0")
+        if abs(sum(v.values()) - 1.0) > 1e-6:
+            raise ValueError(f"weights sum to {sum(v.values()):.6f}, not 1 (not on the simplex)")
         return v
 
     @property
