@@ -14,5 +14,5 @@ rc=${PIPESTATUS[0]}
 set -e
 skipped=$(grep -c "could not be audited" "$out" || true)
 echo "audit: $(grep -c '==' "$out.req") pinned packages, $skipped not audited, pip-audit exit $rc"
-[ "$skipped" -eq 0 ] || { echo "audit: incomplete (no vulnerability service reachable?)"; exit 3; }
+[ "$skipped" -eq 0 ] || { echo "audit: incomplete (no vulnerability service reachable?); offline: python scripts/audit_offline.py <checkout of github.com/pypa/advisory-database>"; exit 3; }
 exit "$rc"
