@@ -72,7 +72,7 @@ def main(db: Path, constraints: Path) -> int:
                     findings.append(f"{m.group(1)}=={version}: {doc['id']} {doc.get('summary') or doc.get('details', '')[:90]}")
     for f in findings:
         print(f)
-    print(f"audit (offline, PyPA advisory database, newest advisory read {newest[:10] or "none"}): {pins} pins, "
+    print(f"audit (offline, PyPA advisory database, newest advisory read {newest[:10] or 'none'}): {pins} pins, "
           f"{len({f.split(':')[0] for f in findings})} affected, {len(findings)} advisories")
     return 1 if findings else 0
 
