@@ -110,6 +110,7 @@ class Store(CoordinationMixin):
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
         event.listen(self._session, "do_orm_execute", _note_dml)
+        self._layouts: dict[tuple[int, str | None], tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def open(cls, url: str | None = None, *, check: bool = True) -> "Store":
@@ -262,24 +263,33 @@ class Store(CoordinationMixin):
         if not np.all(np.isfinite(ll)):
             raise UserError(f"log-likelihoods of model {model_id} on corpus {corpus_id} contain NaN or infinite values")
         with self.transaction() as s:
-            rows = s.execute(select(S.CorpusText.domain_id, S.CorpusText.n_bytes).where(S.CorpusText.corpus_id == corpus_id)
-                             .order_by(S.CorpusText.position)).all()
-            if len(rows) != len(ll) or len(nt) != len(ll):
-                raise UserError(f"scores for corpus {corpus_id}: {len(ll)} values for {len(rows)} texts")
+            dom, nbytes = self._corpus_layout(s, corpus_id)
+            if len(dom) != len(ll) or len(nt) != len(ll):
+                raise UserError(f"scores for corpus {corpus_id}: {len(ll)} values for {len(dom)} texts")
             lb, tb = ll.astype("<f4").tobytes(), nt.astype("<i4").tobytes()
             s.execute(delete(S.LoglikVector).where(S.LoglikVector.model_id == model_id, S.LoglikVector.corpus_id == corpus_id,
                                                    S.LoglikVector.tokenizer_hash == tokenizer_hash))
             s.add(S.LoglikVector(model_id=model_id, corpus_id=corpus_id, tokenizer_hash=tokenizer_hash, length=len(ll),
                                  logliks=lb, n_tokens=tb, checksum=_blob_checksum(lb, tb)))
             s.execute(delete(S.DomainLoglik).where(S.DomainLoglik.model_id == model_id, S.DomainLoglik.corpus_id == corpus_id))
-            dom = np.array([r[0] for r in rows])
-            nbytes = np.array([r[1] for r in rows], dtype=np.int64)
             for d in sorted(set(dom.tolist())):
                 m = dom == d
                 total, tok, byt = float(ll[m].sum()), int(nt[m].sum()), int(nbytes[m].sum())
                 s.add(S.DomainLoglik(model_id=model_id, corpus_id=corpus_id, domain_id=int(d), loglik_sum=total,
                                      n_tokens=tok, n_bytes=byt, nats_per_token=total / max(tok, 1),
                                      nats_per_byte=total / max(byt, 1)))
+
+    def _corpus_layout(self, s: Session, corpus_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(domain id, bytes) of each text of a corpus, in position order. A corpus never changes after
+        it is saved, so this is cached by (id, content hash): scoring 1,000 models reads it once."""
+        h = s.scalar(select(S.Corpus.content_hash).where(S.Corpus.id == corpus_id))
+        key = (corpus_id, h)
+        if key not in self._layouts:
+            rows = s.execute(select(S.CorpusText.domain_id, S.CorpusText.n_bytes).where(S.CorpusText.corpus_id == corpus_id)
+                             .order_by(S.CorpusText.position)).all()
+            self._layouts[key] = (np.array([r[0] for r in rows], dtype=np.int64),
+                                  np.array([r[1] for r in rows], dtype=np.int64))
+        return self._layouts[key]
 
     def get_domain_logliks(self, model_id: int, corpus_id: int) -> list[DomainLoglikRow]:
         with self.transaction() as s:
