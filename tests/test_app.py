@@ -59,12 +59,13 @@ def test_compare_page_charts_carry_every_method(app):
     at = _page(app, "views/compare.py")
     specs = _chart_specs(at)
     kl_rows = _values(specs[0])
-    assert {r["label"] for r in kl_rows} == {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld"}
+    everything = {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld", "distill-kl"}
+    assert {r["label"] for r in kl_rows} == everything  # distillation beside the mixture methods
     assert all(r["bits_per_byte"] >= 0 for r in kl_rows)
     weight_sources = {r["source"] for r in _values(specs[1])}
     assert {"uniform", "aggregated-lld"} <= weight_sources
     final = at.dataframe[0].value
-    assert set(final.index) == {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld"}
+    assert set(final.index) == everything
 
 
 def test_compare_unit_switch(app):
