@@ -6,6 +6,14 @@ simplex; KL between weight vectors in nats, Jensen–Shannon in bits; the model-
 """
 
 from lldmix_core.mathcore.aggregate import aggregate_arithmetic, aggregate_geometric
+from lldmix_core.mathcore.aggregate_variants import (
+    aggregate_late,
+    aggregate_weighted_geometric,
+    late_step_mask,
+    progress_step_weights,
+    token_share_step_weights,
+)
+from lldmix_core.mathcore.calibrate import calibrated_delta
 from lldmix_core.mathcore.divergence import js_distance, js_distance_matrix, js_divergence, kl_categorical
 from lldmix_core.mathcore.modelmap import (
     clip_bottom,
@@ -15,11 +23,27 @@ from lldmix_core.mathcore.modelmap import (
     loglik_gap_bits_per_byte,
     nats_per_text_to_bits_per_byte,
 )
+from lldmix_core.mathcore.gram_conditioning import GramSolve, conditioned_gram_solve, gcv_ridge, gcv_score
+from lldmix_core.mathcore.phases import best_split, js_divergence_matrix, two_stage_phases, within_block_scatter
+from lldmix_core.mathcore.recovery import (
+    median_interval,
+    recovery_ratio,
+    recovery_ratios,
+    recovery_summary,
+    wilson_interval,
+)
 from lldmix_core.mathcore.schedule import lld_schedule
+from lldmix_core.mathcore.temperature import annealed_tau, annealed_taus, tau_from_spread
 from lldmix_core.mathcore.weights import adjusted_weights, gram_solve, lld_weights, resolve_tau
 
 __all__ = [
     "adjusted_weights", "aggregate_arithmetic", "aggregate_geometric", "clip_bottom", "double_centre", "gram_solve",
     "js_distance", "js_distance_matrix", "js_divergence", "kl_categorical", "kl_matrix", "kl_pair", "lld_schedule",
     "lld_weights", "loglik_gap_bits_per_byte", "nats_per_text_to_bits_per_byte", "resolve_tau",
+    # issue 13 estimator variants
+    "aggregate_late", "aggregate_weighted_geometric", "annealed_tau", "annealed_taus", "best_split",
+    "calibrated_delta", "conditioned_gram_solve", "gcv_ridge", "gcv_score", "GramSolve", "js_divergence_matrix",
+    "late_step_mask", "median_interval", "progress_step_weights", "recovery_ratio", "recovery_ratios",
+    "recovery_summary", "tau_from_spread", "token_share_step_weights", "two_stage_phases", "wilson_interval",
+    "within_block_scatter",
 ]
