@@ -55,6 +55,15 @@ def test_weighted_geometric_closed_form_and_zero_handling():
         mc.aggregate_weighted_geometric(W, [1.0])
 
 
+def test_weighted_geometric_of_softmaxes_is_softmax_of_weighted_mean_delta():
+    # with one τ and prior, Π_s softmax(Δ_s/τ)^{c_s} ∝ softmax(Σ_s c_s Δ_s / τ) (c normalised)
+    rng = np.random.default_rng(5)
+    D = rng.normal(scale=0.5, size=(9, 7))
+    c = mc.token_share_step_weights(STEPS_500[:9], 120)
+    W = np.array([mc.lld_weights(d, 0.4) for d in D])
+    assert np.allclose(mc.aggregate_weighted_geometric(W, c), mc.lld_weights(c @ D / c.sum(), 0.4))
+
+
 def test_progress_and_token_share_step_weights():
     c = mc.progress_step_weights(STEPS_500, 500)
     assert np.allclose(c, np.array(STEPS_500) / 500) and c[0] == 0
