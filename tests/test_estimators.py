@@ -217,7 +217,7 @@ def test_diagonal_normalisation_is_a_per_domain_ridge():
 
 
 @pytest.mark.parametrize("normalisation", ["trace", "diagonal"])
-@pytest.mark.parametrize("ridge", [0.0, 0.5, 100.0, "max-eig"])
+@pytest.mark.parametrize("ridge", [0.0, 0.5, 100.0, "max-eig", "gcv"])
 def test_rescaled_solve_of_a_multiple_of_identity_is_delta(normalisation, ridge):
     delta = np.array([0.3, -1.2, 2.0, 0.0])
     for c in (1e-5, 1.0, 1e5):
