@@ -375,3 +375,27 @@ def test_recovery_summary_and_intervals():
     assert lo == pytest.approx(0.5958, abs=1e-4) and hi == pytest.approx(0.9821, abs=1e-4)
     assert mc.median_interval([1.0, 2.0, 3.0]) == (-math.inf, math.inf)  # too few for 95 %
     assert mc.recovery_summary([0.4, 0.6, 1.2])["meets_goal"] is False
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 6), st.integers(0, 10_000), st.floats(1e-3, 1e3), st.sampled_from(["trace", "diagonal"]))
+def test_conditioned_solve_ignores_the_gram_scale(k, seed, c, normalisation):
+    rng = np.random.default_rng(seed)
+    J = rng.normal(size=(k, k + 2))
+    G = J @ J.T
+    delta = rng.normal(size=k)
+    a = mc.conditioned_gram_solve(G, delta, normalisation, "gcv")
+    b = mc.conditioned_gram_solve(c * G, delta, normalisation, "gcv")
+    assert a.ridge == pytest.approx(b.ridge, rel=1e-4)
+    assert np.allclose(a.scores, b.scores, rtol=1e-4, atol=1e-8)
+    assert a.condition_number <= a.condition_number_unridged * (1 + 1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(1e-3, 1e3), st.floats(1e-3, 1e3), st.sampled_from(["geometric", "linear"]))
+def test_annealed_taus_stay_between_and_move_one_way(t0, t1, shape):
+    taus = mc.annealed_taus(STEPS_500, t0, t1, shape)
+    lo, hi = min(t0, t1), max(t0, t1)
+    assert np.all(taus >= lo * (1 - 1e-12)) and np.all(taus <= hi * (1 + 1e-12))
+    d = np.diff(taus) * np.sign(t1 - t0)
+    assert np.all(d >= -1e-12 * hi)
