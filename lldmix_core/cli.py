@@ -111,6 +111,21 @@ def corpus_build_local(
                f"{info.n_texts} texts, {info.n_bytes:,} bytes, domains: {', '.join(info.domains)}")
 
 
+@corpus_app.command("noise")
+def corpus_noise(
+    corpus: str = typer.Option(..., help="Corpus name, id or hash prefix (its texts are resampled)."),
+    reference: str = typer.Option(..., help="Reference model (e.g. the target), scored on the corpus."),
+    model: list[str] = typer.Option(..., help="Model(s) scored on the corpus (repeat for several)."),
+    n_boot: int = typer.Option(2000, min=2, help="Bootstrap resamples of the texts."),
+    seed: int = typer.Option(0, help="Resampling seed."),
+):
+    """Text-sampling noise of the model-map KL: bootstrap standard errors over the corpus's texts."""
+    from lldmix_core.corpus.noise import noise_report
+
+    for line in noise_report(_store(), corpus, reference, model, n_boot=n_boot, seed=seed):
+        typer.echo(line)
+
+
 @corpus_app.command("import")
 def corpus_import(
     path: Path = typer.Argument(..., help="Pile-format .jsonl / .jsonl.zst / .parquet file or folder."),
