@@ -118,11 +118,13 @@ def corpus_noise(
     model: list[str] = typer.Option(..., help="Model(s) scored on the corpus (repeat for several)."),
     n_boot: int = typer.Option(2000, min=2, help="Bootstrap resamples of the texts."),
     seed: int = typer.Option(0, help="Resampling seed."),
+    per_domain: Optional[int] = typer.Option(None, min=1, help="Use only the first N texts of each domain "
+                                             "(what `eval_per_domain: N` with the same seed draws)."),
 ):
     """Text-sampling noise of the model-map KL: bootstrap standard errors over the corpus's texts."""
     from lldmix_core.corpus.noise import noise_report
 
-    for line in noise_report(_store(), corpus, reference, model, n_boot=n_boot, seed=seed):
+    for line in noise_report(_store(), corpus, reference, model, n_boot=n_boot, seed=seed, per_domain=per_domain):
         typer.echo(line)
 
 

@@ -59,3 +59,17 @@ def test_cli_noise_reports_se_from_stored_scores(store, home):
     assert out.count("bits/byte") == 3 and "KL(m1) − KL(m2)" in out and "60 texts" in out
     missing = run_cli("corpus", "noise", "--corpus", "c", "--reference", "ref", "--model", "nope", check=False)
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_first_per_domain_is_what_a_smaller_eval_per_domain_draws():
+    from lldmix_core.corpus.eval import build_eval_corpus
+    from lldmix_core.corpus.local import frozen_paths
+    from lldmix_core.corpus.noise import first_per_domain
+    from lldmix_core.corpus.records import iter_records
+
+    recs = list(iter_records(frozen_paths()[1]))
+    big = build_eval_corpus(iter(recs), per_domain=1000, seed=42, name="big", source="x")
+    small = build_eval_corpus(iter(recs), per_domain=24, seed=42, name="small", source="x")
+    keep = first_per_domain(list(big.text_domains), 24)
+    assert [big.texts[i] for i in keep] == list(small.texts)
+    assert [big.text_domains[i] for i in keep] == list(small.text_domains)
