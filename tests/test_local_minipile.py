@@ -3,7 +3,6 @@ seeded sampler, and regeneration from the pinned sources — in this venv and in
 of it that hides the test extras."""
 
 import hashlib
-import json
 import os
 import random
 import shutil
