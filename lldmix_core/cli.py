@@ -76,16 +76,56 @@ def corpus_build_local(
     per_domain: int = typer.Option(32, help="Evaluation texts sampled per domain."),
     seed: int = typer.Option(42, help="Sampling seed."),
     name: str = typer.Option("minipile-eval", help="Name of the evaluation corpus in the database."),
+    regenerate: bool = typer.Option(False, "--regenerate", help="Rebuild the mini-Pile from its pinned sources "
+                                    "and check its hash against the frozen one (exit 1 if they differ)."),
+    out: Optional[Path] = typer.Option(None, help="With --regenerate: keep the rebuilt files in this folder."),
+    constraints: Optional[Path] = typer.Option(None, help="With --regenerate: the pinned versions "
+                                               "(default: constraints.txt beside lldmix_core)."),
 ):
-    """Assemble the local mini-Pile (real text on this machine) and store its evaluation corpus."""
+    """Store the frozen mini-Pile's evaluation corpus; with --regenerate, rebuild it from sources and compare."""
+    from lldmix_core.corpus.local import DEFAULT_CONSTRAINTS, FROZEN_DIR, frozen_manifest, regenerate as rebuild
+
+    if regenerate:
+        r = rebuild(out, constraints or DEFAULT_CONSTRAINTS)
+        n_docs = len(r.manifest["documents"])
+        typer.echo(f"rebuilt {r.manifest['name']} from Python {r.manifest['python']} and "
+                   f"{len(r.manifest['sources']) - 1} pinned runtime packages in {r.seconds:.1f} s: "
+                   f"{len(r.manifest['domains'])} domains, {n_docs} documents")
+        typer.echo(f"content sha256 {r.content_hash} (frozen: {r.frozen_hash})")
+        if not r.matches:
+            for line in r.differences[:20]:
+                typer.echo(f"  differs: {line}")
+            typer.echo("regenerated mini-Pile does NOT match the frozen one (these sources are not the pinned ones)")
+            raise SystemExit(1)
+        typer.echo("regenerated mini-Pile matches the frozen one")
+        return
     from lldmix_core.prepare import prepare_eval_corpus
     from lldmix_core.spec import CorpusSpec
 
     s = _settings()
     info = prepare_eval_corpus(_store(), CorpusSpec(local=True, eval_per_domain=per_domain, eval_seed=seed), s, name)
-    typer.echo(f"mini-Pile in {s.corpora_dir / 'minipile'}: a small stand-in for the Pile, not the Pile")
+    m = frozen_manifest()
+    typer.echo(f"mini-Pile {m['name']} (sha256 {m['content_hash'][:12]}) in {FROZEN_DIR}: "
+               "a small stand-in for the Pile, not the Pile")
     typer.echo(f"evaluation corpus {info.name!r} (id {info.id}, hash {info.content_hash[:12]}): "
                f"{info.n_texts} texts, {info.n_bytes:,} bytes, domains: {', '.join(info.domains)}")
+
+
+@corpus_app.command("noise")
+def corpus_noise(
+    corpus: str = typer.Option(..., help="Corpus name, id or hash prefix (its texts are resampled)."),
+    reference: str = typer.Option(..., help="Reference model (e.g. the target), scored on the corpus."),
+    model: list[str] = typer.Option(..., help="Model(s) scored on the corpus (repeat for several)."),
+    n_boot: int = typer.Option(2000, min=2, help="Bootstrap resamples of the texts."),
+    seed: int = typer.Option(0, help="Resampling seed."),
+    per_domain: Optional[int] = typer.Option(None, min=1, help="Use only the first N texts of each domain "
+                                             "(what `eval_per_domain: N` with the same seed draws)."),
+):
+    """Text-sampling noise of the model-map KL: bootstrap standard errors over the corpus's texts."""
+    from lldmix_core.corpus.noise import noise_report
+
+    for line in noise_report(_store(), corpus, reference, model, n_boot=n_boot, seed=seed, per_domain=per_domain):
+        typer.echo(line)
 
 
 @corpus_app.command("import")

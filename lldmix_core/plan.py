@@ -75,7 +75,9 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
                     raise UserError(f"corpus.{field}: {path} does not exist")
                 lines.append(f"  corpus.{field}: {path}")
     else:
-        lines.append(f"  corpus: local mini-Pile in {settings.corpora_dir / 'minipile'}")
+        from lldmix_core.corpus.local import FROZEN_CONTENT_HASH, FROZEN_DIR
+
+        lines.append(f"  corpus: frozen mini-Pile {FROZEN_DIR.name} (sha256 {FROZEN_CONTENT_HASH[:12]}), shipped with lldmix")
     for role, ref in (("target", spec.target), ("base", spec.base)):
         if ref.path:
             path = confine_path(ref.path, settings, f"{role}.path")

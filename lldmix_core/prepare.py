@@ -14,7 +14,7 @@ import numpy as np
 
 from lldmix_core.config import Settings, confine_path
 from lldmix_core.corpus.eval import build_eval_corpus
-from lldmix_core.corpus.local import build_local_minipile
+from lldmix_core.corpus.local import FROZEN_CONTENT_HASH, FROZEN_NAME, frozen_paths
 from lldmix_core.corpus.records import iter_records
 from lldmix_core.corpus.streams import DomainStreams
 from lldmix_core.db.store import CorpusInfo, CorpusTexts, Store
@@ -53,11 +53,9 @@ def _source_files(path: Path) -> list[Path]:
 
 
 def corpus_sources(spec: CorpusSpec, settings: Settings) -> tuple[Path, Path]:
-    """(train source, eval source) paths; builds the local mini-Pile when the spec asks for it."""
+    """(train source, eval source) paths; `local` is the frozen mini-Pile shipped with lldmix (no build)."""
     if spec.local:
-        out = settings.corpora_dir / "minipile"
-        build_local_minipile(out)
-        return out / "train.jsonl", out / "val.jsonl"
+        return frozen_paths()
     train = confine_path(spec.train, settings, "corpus.train")
     evals = confine_path(spec.eval, settings, "corpus.eval") if spec.eval else train
     return train, evals
@@ -65,13 +63,16 @@ def corpus_sources(spec: CorpusSpec, settings: Settings) -> tuple[Path, Path]:
 
 def prepare_eval_corpus(store: Store, spec: CorpusSpec, settings: Settings, name: str) -> CorpusInfo:
     _, eval_src = corpus_sources(spec, settings)
+    # the frozen corpus is named by version and hash, not by where this checkout happens to live
+    source = f"{FROZEN_NAME} (sha256 {FROZEN_CONTENT_HASH[:12]})" if spec.local else str(eval_src)
+    identity = {"minipile": FROZEN_NAME, "minipile_sha256": FROZEN_CONTENT_HASH} if spec.local else None
     records = iter_records(eval_src, text_field=spec.text_field, domain_field=spec.domain_field)
     if spec.domains:
         wanted = set(spec.domains)
         records = ((d, t) for d, t in records if d in wanted)
     corpus = build_eval_corpus(
         records, per_domain=spec.eval_per_domain, seed=spec.eval_seed, max_bytes=spec.max_bytes,
-        min_bytes=spec.min_bytes, name=name, source=str(eval_src), domains=spec.domains,
+        min_bytes=spec.min_bytes, name=name, source=source, domains=spec.domains, identity=identity,
     )
     corpus_id = store.save_corpus(
         name=corpus.name, content_hash=corpus.content_hash, source=corpus.source,

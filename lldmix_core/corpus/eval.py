@@ -35,10 +35,13 @@ class EvalCorpus:
 
 
 def build_eval_corpus(records: Iterable[tuple[str, str]], *, per_domain: int, seed: int = 42, max_bytes: int = 1024,
-                      min_bytes: int = 256, name: str, source: str, domains: Sequence[str] | None = None) -> EvalCorpus:
+                      min_bytes: int = 256, name: str, source: str, domains: Sequence[str] | None = None,
+                      identity: dict | None = None) -> EvalCorpus:
     """Chunk each document and sample `per_domain` chunks per domain with a seeded RNG.
 
-    A domain with fewer chunks keeps all of them; a requested domain with none is an error."""
+    A domain with fewer chunks keeps all of them; a requested domain with none is an error.
+    `identity` (e.g. the frozen mini-Pile's name and content hash) joins the settings, so it enters
+    the corpus's content hash and with it every run key."""
     chunks: dict[str, list[str]] = {d: [] for d in domains or ()}
     for domain, text in records:
         if domains is not None and domain not in chunks:
@@ -56,5 +59,6 @@ def build_eval_corpus(records: Iterable[tuple[str, str]], *, per_domain: int, se
         take = rng.permutation(len(pool))[: min(per_domain, len(pool))]
         texts += [pool[i] for i in take]
         text_domains += [d] * len(take)
-    settings = {"max_bytes": max_bytes, "min_bytes": min_bytes, "per_domain": per_domain, "seed": seed}
+    settings = {"max_bytes": max_bytes, "min_bytes": min_bytes, "per_domain": per_domain, "seed": seed,
+                **(identity or {})}
     return EvalCorpus(name=name, source=source, settings=settings, texts=tuple(texts), text_domains=tuple(text_domains))

@@ -1,190 +1,133 @@
-"""The embedded default corpus: a small multi-domain stand-in for the Pile, built from real text
-that any machine has after installing lldmix. It is NOT the Pile; it exercises the method.
+"""The default corpus: the frozen mini-Pile shipped as package data (lldmix_core/data/minipile-v1/).
 
-Domains and sources (all from the running Python installation and its site-packages):
-  Python   — .py source of the standard library
-  C++      — C/C++ headers shipped with torch (torch/include)
-  PyDocs   — Python's reference documentation (pydoc_data.topics)
-  Legal    — licence texts (LICENSE*/COPYING* of installed distributions and Python)
-  READMEs  — package descriptions in Markdown/reST (bodies of dist-info/METADATA)
-  JSON     — .json data files in site-packages
-  Math     — mathematical docstrings of sympy and mpmath (read with `ast`, nothing imported);
-             PyPI's mathematics_dataset (the Pile's DM Mathematics generator) does not import beside
-             torch's sympy, so this is the maths source.
-Deterministic for a given install: sorted file lists, documents sent to val or train by a hash of
-their path, per-domain byte caps, documents cut at 64 KB. Output: `train.jsonl`, `val.jsonl` (Pile
-format) and `manifest.json`, each written to a temp name and renamed.
+It is a small multi-domain stand-in for the Pile built once from pinned sources (the Python
+standard library of a stated version and lldmix's runtime dependencies at the versions
+constraints.txt pins; see minipile_sources.py and minipile_build.py). It is NOT the Pile; it
+exercises the method. Because the files are checked in, every machine reads the same bytes:
+`corpus: local: true` uses them directly, no build. `regenerate()` rebuilds them from the sources
+into a temp folder and says whether the content hash matches the frozen one.
+
+Domains: Python (stdlib .py), C++ (torch's C/C++ headers), PyDocs (pydoc_data topics), Legal
+(licence texts), READMEs (package descriptions), JSON (data files), Math (sympy and mpmath
+docstrings), Markdown (.md/.rst files shipped in packages), Cython (.pyx/.pxd/.pxi).
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
-import sys
-import sysconfig
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+
+import zstandard
 
 from lldmix_core.atomic import atomic_write_bytes, file_lock
+from lldmix_core.errors import UserError
 
-RECIPE_VERSION = 1
-MAX_DOC_BYTES = 64 * 1024
-MIN_DOC_BYTES = 300
+FROZEN_NAME = "minipile-v1"
+FROZEN_DIR = Path(__file__).resolve().parent.parent / "data" / FROZEN_NAME
+# The sha256 of the frozen content (uncompressed train then eval files). Changing the files means a
+# new version (minipile-v2), never an edit in place; tests/test_local_minipile.py pins it too.
+FROZEN_CONTENT_HASH = "98b23dae8d45cfc4caa2307c8fece8aee25eb4902ff1bc129f2f6c5852592e9a"
+DEFAULT_CONSTRAINTS = Path(__file__).resolve().parent.parent.parent / "constraints.txt"
 
 
-def _site_packages() -> list[Path]:
-    paths = {Path(sysconfig.get_paths()["purelib"]), Path(sysconfig.get_paths()["platlib"])}
-    return sorted(p for p in paths if p.is_dir())
-
-
-def _read(path: Path) -> str | None:
+def frozen_manifest() -> dict:
+    path = FROZEN_DIR / "manifest.json"
     try:
-        return path.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError):
-        return None
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"the frozen mini-Pile is missing: {path} (reinstall lldmix)") from None
 
 
-def _files(root: Path, patterns: tuple[str, ...]) -> Iterator[tuple[str, Path]]:
-    if not root.is_dir():
-        return
-    found = sorted({f for pat in patterns for f in root.rglob(pat) if f.is_file()})
-    for f in found:
-        yield f"{root.name}/{f.relative_to(root).as_posix()}", f
-
-
-def _python() -> Iterator[tuple[str, str]]:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for key, f in _files(stdlib, ("*.py",)):
-        if "site-packages" in f.parts or "test" in f.parts:
-            continue
-        if (t := _read(f)) is not None:
-            yield key, t
-
-
-def _cpp() -> Iterator[tuple[str, str]]:
-    for sp in _site_packages():
-        for key, f in _files(sp / "torch" / "include", ("*.h", "*.hpp", "*.cuh")):
-            if (t := _read(f)) is not None:
-                yield key, t
-
-
-def _pydocs() -> Iterator[tuple[str, str]]:
+def read_split(folder: Path, split: str) -> bytes:
+    """The uncompressed JSON lines of `split` ("train" or "eval") in `folder`."""
+    path = Path(folder) / f"{split}.jsonl.zst"
     try:
-        from pydoc_data.topics import topics
-    except ImportError:
-        return
-    for name in sorted(topics):
-        yield f"pydoc_data/{name}", topics[name]
+        with open(path, "rb") as f:
+            return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    except FileNotFoundError:
+        raise UserError(f"mini-Pile file {path} is missing") from None
+    except zstandard.ZstdError as e:
+        raise UserError(f"{path}: compressed data is corrupt ({e})") from None
 
 
-def _dist_infos() -> list[Path]:
-    return sorted(d for sp in _site_packages() for d in sp.glob("*.dist-info") if d.is_dir())
+def folder_content_hash(folder: Path) -> str:
+    from lldmix_core.corpus.minipile_build import SPLITS, content_hash
+
+    return content_hash({s: read_split(folder, s) for s in SPLITS})
 
 
-def _legal() -> Iterator[tuple[str, str]]:
-    stdlib_license = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
-    if (t := _read(stdlib_license)) is not None:
-        yield "python/LICENSE.txt", t
-    for d in _dist_infos():
-        for f in sorted(d.rglob("*")):
-            if f.is_file() and f.name.upper().startswith(("LICENSE", "LICENCE", "COPYING", "NOTICE")):
-                if (t := _read(f)) is not None:
-                    yield f"{d.name}/{f.relative_to(d).as_posix()}", t
+_verified: set[Path] = set()
 
 
-def _readmes() -> Iterator[tuple[str, str]]:
-    for d in _dist_infos():
-        t = _read(d / "METADATA")
-        if t and "\n\n" in t:
-            yield f"{d.name}/METADATA", t.split("\n\n", 1)[1]
+def frozen_paths() -> tuple[Path, Path]:
+    """(train file, eval file) of the frozen mini-Pile, after checking their content hash once per process."""
+    if FROZEN_DIR not in _verified:
+        got = folder_content_hash(FROZEN_DIR)
+        if got != FROZEN_CONTENT_HASH:
+            raise UserError(f"the frozen mini-Pile in {FROZEN_DIR} has content hash {got[:12]}, expected "
+                            f"{FROZEN_CONTENT_HASH[:12]}: its files were altered (reinstall lldmix)")
+        _verified.add(FROZEN_DIR)
+    return FROZEN_DIR / "train.jsonl.zst", FROZEN_DIR / "eval.jsonl.zst"
 
 
-def _json() -> Iterator[tuple[str, str]]:
-    for sp in _site_packages():
-        for key, f in _files(sp, ("*.json",)):
-            if ".dist-info" in key:
-                continue
-            if (t := _read(f)) is not None:
-                yield key, t
+@dataclass(frozen=True)
+class Regeneration:
+    content_hash: str
+    frozen_hash: str
+    manifest: dict
+    seconds: float
+    differences: list[str]  # why they differ (sources, domains), empty when the hashes match
+
+    @property
+    def matches(self) -> bool:
+        return self.content_hash == self.frozen_hash
 
 
-def _math() -> Iterator[tuple[str, str]]:
-    wanted = ("sympy/functions", "sympy/integrals", "sympy/series", "sympy/ntheory", "sympy/polys",
-              "sympy/simplify", "sympy/calculus", "sympy/solvers", "sympy/stats", "mpmath/functions")
-    for sp in _site_packages():
-        for sub in wanted:
-            for key, f in _files(sp / sub, ("*.py",)):
-                if "tests" in f.parts or (src := _read(f)) is None:
-                    continue
-                try:
-                    tree = ast.parse(src)
-                except SyntaxError:
-                    continue
-                docs = [ast.get_docstring(n) for n in ast.walk(tree)
-                        if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
-                text = "\n\n".join(d for d in docs if d and len(d) > 200)
-                if text:
-                    yield key, text
+def _differences(new: dict, old: dict) -> list[str]:
+    out = []
+    for name in sorted(set(new["sources"]) | set(old["sources"])):
+        a, b = new["sources"].get(name), old["sources"].get(name)
+        if a != b:
+            out.append(f"source {name}: here {a or 'absent'}, frozen from {b or 'absent'}")
+    for d in sorted(set(new["domains"]) | set(old["domains"])):
+        if new["domains"].get(d) != old["domains"].get(d):
+            out.append(f"domain {d}: here {new['domains'].get(d)}, frozen {old['domains'].get(d)}")
+    return out
 
 
-DOMAINS = {"Python": _python, "C++": _cpp, "PyDocs": _pydocs, "Legal": _legal, "READMEs": _readmes,
-           "JSON": _json, "Math": _math}
+def regenerate(out_dir: Path | None = None, constraints: Path = DEFAULT_CONSTRAINTS) -> Regeneration:
+    """Rebuild the mini-Pile from its sources (into `out_dir`, or a temp folder that is removed) and
+    compare its content hash with the frozen one."""
+    from lldmix_core.corpus.minipile_build import build_minipile
+
+    if not Path(constraints).is_file():
+        raise UserError(f"--constraints: {constraints} does not exist (regeneration needs the pinned versions)")
+    tmp = None if out_dir is not None else Path(tempfile.mkdtemp(prefix="lldmix-minipile-"))
+    try:
+        manifest = build_minipile(out_dir or tmp, Path(constraints))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    frozen = frozen_manifest()
+    diffs = [] if manifest["content_hash"] == FROZEN_CONTENT_HASH else _differences(manifest, frozen)
+    return Regeneration(manifest["content_hash"], FROZEN_CONTENT_HASH, manifest, manifest["build_seconds"], diffs)
 
 
-def _to_val(key: str) -> bool:
-    return hashlib.sha256(key.encode()).digest()[0] % 5 == 0  # about 1 in 5 documents
-
-
-def build_local_minipile(out_dir: Path, *, train_bytes_per_domain: int = 400_000,
-                         val_bytes_per_domain: int = 120_000) -> dict:
-    """Build (or find) the mini-Pile in `out_dir`; returns the manifest. Concurrent callers build it once."""
+def build_local_minipile(out_dir: Path, **_ignored) -> dict:
+    """Unpack the frozen mini-Pile into `out_dir` as plain `train.jsonl` and `val.jsonl` (for tools
+    that want uncompressed files, e.g. bench/); returns the frozen manifest."""
     out_dir = Path(out_dir)
+    frozen_paths()
+    manifest = frozen_manifest()
     with file_lock(out_dir.parent / f".{out_dir.name}.lock"):
-        return _build_local_minipile(out_dir, train_bytes_per_domain, val_bytes_per_domain)
-
-
-def _build_local_minipile(out_dir: Path, train_bytes_per_domain: int, val_bytes_per_domain: int) -> dict:
-    recipe = {"version": RECIPE_VERSION, "train_bytes_per_domain": train_bytes_per_domain,
-              "val_bytes_per_domain": val_bytes_per_domain, "python": sys.version.split()[0]}
-    manifest_path = out_dir / "manifest.json"
-    if manifest_path.is_file() and (out_dir / "train.jsonl").is_file() and (out_dir / "val.jsonl").is_file():
-        old = json.loads(manifest_path.read_text())
-        if old.get("recipe") == recipe:
-            return old
-    lines = {"train": [], "val": []}
-    domains = {}
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
-    for domain, source in DOMAINS.items():
-        used = {"train": 0, "val": 0}
-        caps = {"train": train_bytes_per_domain, "val": val_bytes_per_domain}
-        docs = {"train": 0, "val": 0}
-        sources = []
-        for key, text in source():
-            data = text.encode("utf-8")[:MAX_DOC_BYTES].decode("utf-8", errors="ignore")
-            n = len(data.encode("utf-8"))
-            if n < MIN_DOC_BYTES:
-                continue
-            split = "val" if _to_val(key) else "train"
-            if used[split] >= caps[split]:
-                if all(used[s] >= caps[s] for s in used):
-                    break
-                continue
-            record = json.dumps({"text": data, "meta": {"pile_set_name": domain}}, ensure_ascii=False)
-            lines[split].append(record)
-            digest.update(record.encode())
-            used[split] += n
-            docs[split] += 1
-            sources.append(key)
-        if used["train"] and used["val"]:
-            domains[domain] = {"train_bytes": used["train"], "val_bytes": used["val"], "train_docs": docs["train"],
-                               "val_docs": docs["val"], "first_sources": sources[:3]}
-    manifest = {"what": "a small stand-in for the Pile built from text on this machine; not the Pile",
-                "recipe": recipe, "domains": domains, "content_hash": digest.hexdigest(),
-                "site_packages": [str(p) for p in _site_packages()], "stdlib": sysconfig.get_paths()["stdlib"]}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "val"):
-        kept = [l for l in lines[split] if json.loads(l)["meta"]["pile_set_name"] in domains]
-        atomic_write_bytes(out_dir / f"{split}.jsonl", ("\n".join(kept) + "\n").encode("utf-8"))
-    atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1).encode())
+        stamp = out_dir / "content_hash"
+        if not (stamp.is_file() and stamp.read_text() == FROZEN_CONTENT_HASH):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out_dir / "train.jsonl", read_split(FROZEN_DIR, "train"))
+            atomic_write_bytes(out_dir / "val.jsonl", read_split(FROZEN_DIR, "eval"))
+            atomic_write_bytes(stamp, FROZEN_CONTENT_HASH.encode())
     return manifest
+
