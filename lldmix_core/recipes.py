@@ -126,6 +126,43 @@ def render(recipe: dict, fmt: str) -> str:
     raise UserError(f"unknown recipe format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
+LABELS = {"json": "JSON", "yaml": "YAML", "csv": "CSV", "provenance": "provenance (CSV sidecar)",
+          "hf": "Hugging Face datasets", "mosaic": "MosaicML Streaming", "olmo": "OLMo-core",
+          "megatron": "Megatron-LM", "nanotron": "nanotron"}
+
+# how to use each download (FILE is replaced by the download's name); docs/RECIPES.md has the same,
+# and tests/test_recipes_exports.py runs each through its library
+_USAGE = {
+    "json": ("python", 'import json\nweights = json.load(open("FILE"))["weights"]  # domain -> weight, sums to 1'),
+    "yaml": ("python", 'import yaml\nweights = yaml.safe_load(open("FILE"))["weights"]'),
+    "csv": ("python", 'import pandas as pd\ndf = pd.read_csv("FILE")  # columns: domain, weight\n'
+            'weights = dict(zip(df["domain"], df["weight"]))'),
+    "provenance": ("python", 'import json\nprov = json.load(open("FILE"))  # name, method, provenance (τ, steps, corpus hash …)'),
+    "hf": ("python", 'import runpy\nrecipe = runpy.run_path("FILE")\n'
+           '# one datasets.Dataset (or IterableDataset) per domain, in the order of recipe["DOMAINS"]\n'
+           'mixed = recipe["mix"]([by_domain[d] for d in recipe["DOMAINS"]], seed=0)'),
+    "mosaic": ("python", 'import yaml\nfrom streaming import Stream, StreamingDataset\n'
+               'cfg = yaml.safe_load(open("FILE"))\n'
+               'streams = [Stream(local=s["local"], proportion=s["proportion"]) for s in cfg["streams"].values()]\n'
+               '# proportions are relative; epoch_size = samples per epoch (default: all streams\' samples)\n'
+               'dataset = StreamingDataset(streams=streams, epoch_size=1_000_000, batch_size=64)'),
+    "olmo": ("python", 'import yaml\nfrom olmo_core.data.source_mixture import (SourceMixtureConfig, '
+             'SourceMixtureDatasetConfig, SourceMixtureList)\n'
+             'sources = [SourceMixtureConfig(**s) for s in yaml.safe_load(open("FILE"))["sources"]]\n'
+             'mixture = SourceMixtureDatasetConfig(source_list=SourceMixtureList(sources=sources),\n'
+             '                                     requested_tokens=10**9, global_batch_size=4 * 2048)'),
+    "megatron": ("bash", 'torchrun pretrain_gpt.py $(cat FILE) ...   # prefixes: data/<domain>_text_document'),
+    "nanotron": ("bash", '# put the file\'s data_stages into your nanotron config (dataset_folder: folder -> weight)\n'
+                 'python -c "import yaml; print(yaml.safe_load(open(\'FILE\'))[\'data_stages\'])"'),
+}
+
+
+def usage(recipe: dict, fmt: str) -> tuple[str, str]:
+    """(language, code) showing how to use `recipe` downloaded in `fmt`."""
+    lang, code = _USAGE[fmt]
+    return lang, code.replace("FILE", download_name(recipe, fmt))
+
+
 def download_name(recipe: dict, fmt: str) -> str:
     """File name for a download of `recipe` in `fmt`."""
     return safe_filename(recipe["name"]) + FILE_TYPES[fmt][0]

@@ -79,6 +79,8 @@ def _streaming_base():
         sys.modules["streaming"] = pkg
     import streaming.base as sb
 
+    # what `from streaming import Stream, StreamingDataset` gives (the same classes)
+    sys.modules["streaming"].Stream, sys.modules["streaming"].StreamingDataset = sb.Stream, sb.StreamingDataset
     return sb
 
 
