@@ -29,6 +29,7 @@ from lldmix_core.atomic import atomic_write_bytes
 from lldmix_core.errors import UserError
 
 FORMATS = ("json", "yaml", "csv", "provenance", "hf", "mosaic", "olmo", "megatron", "nanotron")
+TRAINER_FORMATS = ("hf", "mosaic", "olmo", "megatron", "nanotron")
 # file suffix and MIME type of each format's download
 FILE_TYPES = {
     "json": (".json", "application/json"), "yaml": (".yaml", "application/x-yaml"),
@@ -75,6 +76,9 @@ def render(recipe: dict, fmt: str) -> str:
     name, method = recipe["name"], recipe["method"]
     doc = {"name": name, "method": method, "weights": weights, "provenance": prov}
     drawn = positive_weights(weights)
+    if fmt in TRAINER_FORMATS and len({data_prefix(d) for d in drawn}) < len(drawn):
+        raise UserError(f"recipe {name}: two domains share a data folder name ({', '.join(drawn)}); "
+                        f"export json, yaml or csv instead")
     header = f"{name}: {method} recipe"
     if fmt == "json":
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"

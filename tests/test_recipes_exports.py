@@ -145,6 +145,12 @@ def blend_indices(weights: list[float], n: int) -> np.ndarray:
     return out
 
 
+def test_blend_reference_matches_the_documented_example():
+    """nanotron's Nanoset documentation works one blend by hand: weights [0.1, 0.5, 0.3, 0.1], 20 samples."""
+    documented = [1, 2, 0, 1, 3, 1, 2, 1, 2, 1, 0, 1, 2, 1, 3, 1, 2, 1, 2, 1]
+    assert blend_indices([0.1, 0.5, 0.3, 0.1], 20).tolist() == documented
+
+
 def test_megatron_data_path_parses_back_to_the_recipe(tmp_path):
     line = exported(tmp_path, "megatron").read_text()
     # Megatron's argument: `--data-path` takes a list; pairs are (weight, prefix); weights are relative

@@ -72,3 +72,14 @@ def test_mosaic_snippet_builds_a_streaming_dataset(tmp_path, monkeypatch):
         assert stream.local == data_prefix(d)
         assert abs(stream.choose - 1_000_000 * p) < 1, (d, stream.choose)
     assert Counter(s["domain"] for s in (ds[i] for i in range(len(DRAWN) * 20))).keys() == set(DRAWN)
+
+
+def test_domains_whose_folder_names_collide_are_refused_in_trainer_formats():
+    from lldmix_core.errors import UserError
+    from lldmix_core.recipes import TRAINER_FORMATS
+
+    clash = {**RECIPE, "weights": {"A B": 0.5, "A_B": 0.5}}
+    for fmt in TRAINER_FORMATS:
+        with pytest.raises(UserError, match="data folder"):
+            render(clash, fmt)
+    assert render(clash, "csv").splitlines()[1:] == ["A B,0.5", "A_B,0.5"]
