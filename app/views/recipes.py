@@ -1,21 +1,25 @@
-"""Recipes: fixed domain mixtures with their provenance, downloadable in trainers' formats."""
+"""Recipes: fixed domain mixtures with their provenance, downloadable in every trainer format
+lldmix exports, each with the snippet that uses it."""
 
 import streamlit as st
 
 import ui_data as data
-from lldmix_core.recipes import render, safe_filename
+from lldmix_core.recipes import FILE_TYPES, FORMATS, LABELS, download_name, render, usage
 
 st.title("Recipes")
 recipes = data.recipes(data.version())
 if not recipes:
     st.info("No recipes yet: an aggregated-LLD run writes one.")
     st.stop()
+st.caption("Each format is read back by its library in the tests (docs/RECIPES.md). Trainer formats leave "
+           "out zero-weight domains; the CSV is a plain `domain,weight` table, its provenance a separate download.")
 for r in recipes:
     with st.expander(f"{r['name']} — {r['method']}", expanded=len(recipes) <= 3):
         st.dataframe([{"domain": d, "weight": w} for d, w in r["weights"].items()], hide_index=True)
         st.json(r["provenance"], expanded=False)
-        cols = st.columns(3)
-        base = safe_filename(r["name"])
-        for col, (fmt, mime) in zip(cols, [("json", "application/json"), ("yaml", "application/x-yaml"), ("csv", "text/csv")]):
-            col.download_button(f"Download {fmt.upper()}", render(r, fmt), file_name=f"{base}.{fmt}", mime=mime,
-                                key=f"dl-{r['id']}-{fmt}")
+        for fmt, tab in zip(FORMATS, st.tabs([LABELS[f] for f in FORMATS])):
+            with tab:
+                lang, code = usage(r, fmt)
+                st.code(code, language=lang)
+                st.download_button(f"Download {LABELS[fmt]}", render(r, fmt), file_name=download_name(r, fmt),
+                                   mime=FILE_TYPES[fmt][1], key=f"dl-{r['id']}-{fmt}")
