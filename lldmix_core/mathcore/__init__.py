@@ -9,17 +9,31 @@ from lldmix_core.mathcore.aggregate import aggregate_arithmetic, aggregate_geome
 from lldmix_core.mathcore.divergence import js_distance, js_distance_matrix, js_divergence, kl_categorical
 from lldmix_core.mathcore.modelmap import (
     clip_bottom,
+    clip_threshold,
+    kl_matrix_pooled_clip,
+    kl_pair_at_threshold,
     double_centre,
     kl_matrix,
     kl_pair,
     loglik_gap_bits_per_byte,
     nats_per_text_to_bits_per_byte,
 )
+from lldmix_core.mathcore.sampled import per_sample_log_ratio, sampled_kl_estimate, to_bits_per_byte
 from lldmix_core.mathcore.schedule import lld_schedule
+from lldmix_core.mathcore.stats import (
+    PairedSummary,
+    bootstrap_interval,
+    mean_se,
+    paired_difference,
+    paired_summary,
+    t_quantile_975,
+)
 from lldmix_core.mathcore.weights import adjusted_weights, gram_solve, lld_weights, resolve_tau
 
 __all__ = [
     "adjusted_weights", "aggregate_arithmetic", "aggregate_geometric", "clip_bottom", "double_centre", "gram_solve",
     "js_distance", "js_distance_matrix", "js_divergence", "kl_categorical", "kl_matrix", "kl_pair", "lld_schedule",
     "lld_weights", "loglik_gap_bits_per_byte", "nats_per_text_to_bits_per_byte", "resolve_tau",
+    "PairedSummary", "bootstrap_interval", "mean_se", "paired_difference", "paired_summary", "t_quantile_975",
+    "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold",
 ]
