@@ -6,7 +6,13 @@ simplex; KL between weight vectors in nats, Jensen–Shannon in bits; the model-
 """
 
 from lldmix_core.mathcore.aggregate import aggregate_arithmetic, aggregate_geometric
-from lldmix_core.mathcore.divergence import js_distance, js_distance_matrix, js_divergence, kl_categorical
+from lldmix_core.mathcore.divergence import (
+    js_distance,
+    js_distance_matrix,
+    js_divergence,
+    kl_categorical,
+    weight_recovery,
+)
 from lldmix_core.mathcore.modelmap import (
     clip_bottom,
     clip_threshold,
@@ -35,5 +41,5 @@ __all__ = [
     "js_distance", "js_distance_matrix", "js_divergence", "kl_categorical", "kl_matrix", "kl_pair", "lld_schedule",
     "lld_weights", "loglik_gap_bits_per_byte", "nats_per_text_to_bits_per_byte", "resolve_tau",
     "PairedSummary", "bootstrap_interval", "mean_se", "paired_difference", "paired_summary", "t_quantile_975",
-    "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold",
+    "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold", "weight_recovery",
 ]
