@@ -71,7 +71,7 @@ def prepare_eval_corpus(store: Store, spec: CorpusSpec, settings: Settings, name
         records = ((d, t) for d, t in records if d in wanted)
     corpus = build_eval_corpus(
         records, per_domain=spec.eval_per_domain, seed=spec.eval_seed, max_bytes=spec.max_bytes,
-        min_bytes=spec.min_bytes, name=name, source=str(eval_src), domains=spec.domains,
+        min_bytes=spec.min_bytes, name=name, source=str(eval_src), domains=spec.domains, total=spec.eval_total,
     )
     corpus_id = store.save_corpus(
         name=corpus.name, content_hash=corpus.content_hash, source=corpus.source,

@@ -42,6 +42,7 @@ class CorpusSpec(_Strict):
     domain_field: str = "meta.pile_set_name"
     domains: tuple[str, ...] | None = None  # restrict to these domains (default: all found)
     eval_per_domain: int = Field(32, ge=1)
+    eval_total: int | None = Field(None, ge=1)  # sample this many texts in proportion to the corpus instead
     max_bytes: int = Field(1024, ge=16)
     min_bytes: int = Field(256, ge=0)
     eval_seed: int = 42
