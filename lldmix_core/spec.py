@@ -259,6 +259,8 @@ class RunSpec(_Strict):
         dump = self.model_dump(mode="json", exclude={"description", "tracking"})
         if not self.downstream.tasks:
             dump.pop("downstream")  # an option at its default leaves existing specs' hashes (and caches) alone
+        if self.corpus.eval_total is None:
+            dump["corpus"].pop("eval_total")  # likewise: per-domain evaluation corpora keep their hashes
         return content_hash({"spec": dump})
 
     def to_yaml(self) -> str:
