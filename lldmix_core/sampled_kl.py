@@ -30,6 +30,7 @@ import torch
 
 from lldmix_core import mathcore as mc
 from lldmix_core.models.base import LanguageModel
+from lldmix_core.models.nanogpt import NanoGPT
 from lldmix_core.scoring import _windows, score_texts, score_token_ids
 
 
@@ -96,9 +97,9 @@ def sample_texts(target: LanguageModel, n: int, n_tokens: int, seed: int, *, bat
             m = min(batch, n - b0)
             seq = torch.full((m, n_tokens + 1), bos, dtype=torch.long)
             lp = torch.zeros(m, dtype=torch.float64)
+            step = _IncrementalHidden(target)
             for j in range(1, n_tokens + 1):  # draw seq[:, j] given seq[:, starts[j] : j]
-                x = seq[:, starts[j]: j].to(target.device)
-                h = target.hidden(x)[:, -1]
+                h = step(seq, starts[j], j)
                 logprobs = torch.log_softmax(target.logits_from_hidden(h).double(), dim=-1).cpu()
                 tok = torch.multinomial(logprobs.exp(), 1, generator=gen).squeeze(1)
                 seq[:, j] = tok
@@ -114,6 +115,49 @@ def sample_texts(target: LanguageModel, n: int, n_tokens: int, seed: int, *, bat
         text_bytes=_byte_counts(target, all_ids, texts),
         logp_target=np.concatenate(logps),
     )
+
+
+class _IncrementalHidden:
+    """Last hidden state [B, d] for context seq[:, start:j]. NanoGPT: a key/value cache, rebuilt by
+    one full forward whenever the window start moves (so every token sees exactly the scorer's
+    context, positions counted from the window start); other models: a full forward each time."""
+
+    def __init__(self, lm: LanguageModel):
+        self.lm = lm
+        self.nanogpt = isinstance(lm.module, NanoGPT)
+        self.start = -1
+        self.cache: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, seq: torch.Tensor, start: int, j: int) -> torch.Tensor:
+        dev = self.lm.device
+        if not self.nanogpt:
+            return self.lm.hidden(seq[:, start:j].to(dev))[:, -1]
+        if start != self.start:  # new window: full forward over its prefix, fill the cache
+            self.start, self.cache = start, []
+            return self._forward(seq[:, start:j].to(dev), pos0=0)[:, -1]
+        return self._forward(seq[:, j - 1: j].to(dev), pos0=j - 1 - start)[:, -1]
+
+    def _forward(self, idx: torch.Tensor, pos0: int) -> torch.Tensor:
+        m: NanoGPT = self.lm.module
+        T = idx.shape[1]
+        x = m.wte(idx) + m.wpe(torch.arange(pos0, pos0 + T, device=idx.device))
+        fresh = not self.cache
+        for i, block in enumerate(m.blocks):
+            a = block.attn
+            B, _, C = x.shape
+            q, k, v = a.c_attn(block.ln_1(x)).split(C, dim=2)
+            q, k, v = (t.view(B, T, a.n_head, C // a.n_head).transpose(1, 2) for t in (q, k, v))
+            if fresh:
+                self.cache.append((k, v))
+            else:
+                k = torch.cat([self.cache[i][0], k], dim=2)
+                v = torch.cat([self.cache[i][1], v], dim=2)
+                self.cache[i] = (k, v)
+            # a fresh prefix is causal; one new token attends to everything cached before it
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=fresh and T > 1)
+            x = x + a.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+            x = x + block.mlp(block.ln_2(x))
+        return m.ln_f(x)
 
 
 def _byte_counts(lm: LanguageModel, ids: list[list[int]], texts: list[str]) -> np.ndarray:
