@@ -147,12 +147,15 @@ class _IncrementalHidden:
             B, _, C = x.shape
             q, k, v = a.c_attn(block.ln_1(x)).split(C, dim=2)
             q, k, v = (t.view(B, T, a.n_head, C // a.n_head).transpose(1, 2) for t in (q, k, v))
-            if fresh:
-                self.cache.append((k, v))
+            if fresh:  # preallocate the whole context once: appending is a write, not a copy
+                kb = k.new_empty(B, a.n_head, self.lm.max_context, C // a.n_head)
+                vb = torch.empty_like(kb)
+                kb[:, :, :T], vb[:, :, :T] = k, v
+                self.cache.append((kb, vb))
             else:
-                k = torch.cat([self.cache[i][0], k], dim=2)
-                v = torch.cat([self.cache[i][1], v], dim=2)
-                self.cache[i] = (k, v)
+                kb, vb = self.cache[i]
+                kb[:, :, pos0: pos0 + T], vb[:, :, pos0: pos0 + T] = k, v
+                k, v = kb[:, :, : pos0 + T], vb[:, :, : pos0 + T]
             # a fresh prefix is causal; one new token attends to everything cached before it
             y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=fresh and T > 1)
             x = x + a.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
