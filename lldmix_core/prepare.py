@@ -73,6 +73,7 @@ def prepare_eval_corpus(store: Store, spec: CorpusSpec, settings: Settings, name
     corpus = build_eval_corpus(
         records, per_domain=spec.eval_per_domain, seed=spec.eval_seed, max_bytes=spec.max_bytes,
         min_bytes=spec.min_bytes, name=name, source=source, domains=spec.domains, identity=identity,
+        total=spec.eval_total,
     )
     corpus_id = store.save_corpus(
         name=corpus.name, content_hash=corpus.content_hash, source=corpus.source,

@@ -86,11 +86,29 @@ def score_texts(
     progress: bool = False,
 ) -> TextScores:
     """Text-level log-likelihoods (nats/text) and token counts of `texts` under `lm`."""
+    return score_token_ids(lm, lm.tokenizer.encode_batch(list(texts)), batch_tokens=batch_tokens,
+                           row_chunk=row_chunk, progress=progress)
+
+
+@torch.inference_mode()
+def score_token_ids(
+    lm: LanguageModel,
+    ids: Sequence[Sequence[int]],
+    *,
+    batch_tokens: int = 8192,
+    row_chunk: int = 1024,
+    progress: bool = False,
+) -> TextScores:
+    """Like `score_texts`, for texts given as token ids under `lm`'s tokenizer (each scored as
+    [BOS] + ids, rolling windows past the context): nats/text and token counts."""
     was_training = lm.module.training
     lm.module.eval()
     device = lm.device
-    windows, n_tokens = plan_windows(lm, texts)
-    totals = torch.zeros(len(texts), dtype=torch.float64)
+    windows: list[_Window] = []
+    for i, t in enumerate(ids):
+        windows.extend(_windows(i, list(t), lm.tokenizer.bos_id, lm.max_context))
+    n_tokens = np.array([len(t) for t in ids], dtype=np.int64)
+    totals = torch.zeros(len(ids), dtype=torch.float64)
     batches = _batches(windows, batch_tokens)
     bar = None
     if progress:

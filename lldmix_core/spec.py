@@ -42,6 +42,7 @@ class CorpusSpec(_Strict):
     domain_field: str = "meta.pile_set_name"
     domains: tuple[str, ...] | None = None  # restrict to these domains (default: all found)
     eval_per_domain: int = Field(32, ge=1)
+    eval_total: int | None = Field(None, ge=1)  # sample this many texts in proportion to the corpus instead
     max_bytes: int = Field(1024, ge=16)
     min_bytes: int = Field(256, ge=0)
     eval_seed: int = 42
@@ -258,6 +259,8 @@ class RunSpec(_Strict):
         dump = self.model_dump(mode="json", exclude={"description", "tracking"})
         if not self.downstream.tasks:
             dump.pop("downstream")  # an option at its default leaves existing specs' hashes (and caches) alone
+        if self.corpus.eval_total is None:
+            dump["corpus"].pop("eval_total")  # likewise: per-domain evaluation corpora keep their hashes
         return content_hash({"spec": dump})
 
     def to_yaml(self) -> str:

@@ -50,24 +50,26 @@ def main(spec_name: str) -> None:
         domains = sorted(target_stage)
         truth = np.array([target_stage[d] for d in domains])
         uniform = np.full(len(domains), 1 / len(domains))
-        print("\n| seed | KL(truth ‖ uniform) (nats) | KL(truth ‖ aggregated-LLD estimate) (nats) | estimate |")
-        print("|---|---|---|---|")
+        print("\n| seed | KL(uniform ‖ truth) (nats) | KL(aggregated-LLD estimate ‖ truth) (nats) | "
+              "reverse: KL(truth ‖ uniform) (nats) | reverse: KL(truth ‖ estimate) (nats) | estimate |")
+        print("|---|---|---|---|---|---|")
         for s in seeds:
             try:
                 rec = st.get_recipe(f"{spec_name}.aggregated-lld.seed{s}")
             except Exception:  # a τ sweep names its recipes per τ: no single recovery row
                 continue
             est = np.array([rec["weights"][d] for d in domains])
-            print(f"| {s} | {mc.kl_categorical(truth, uniform):.4f} | {mc.kl_categorical(truth, est):.4f} | "
+            (u_t, t_u), (e_t, t_e) = mc.weight_recovery(truth, uniform), mc.weight_recovery(truth, est)
+            print(f"| {s} | {u_t:.4f} | {e_t:.4f} | {t_u:.4f} | {t_e:.4f} | "
                   + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains, est)) + " |")
-        if sweep:  # recovery per τ: mean over seeds of KL(truth ‖ that τ's recipe)
+        if sweep:  # recovery per τ: mean over seeds of KL(that τ's recipe ‖ truth), the paper's direction
             by_tau = defaultdict(list)
             for rec in st.list_recipes():
                 head, _, tau = rec["name"].partition(".tau")
                 if head.startswith(f"{spec_name}.aggregated-lld.seed") and tau:
                     est = np.array([rec["weights"][d] for d in domains])
-                    by_tau[tau].append(mc.kl_categorical(truth, est))
-            print("\n| τ | KL(truth ‖ aggregated-LLD recipe) (nats), mean ± sd over seeds |")
+                    by_tau[tau].append(mc.kl_categorical(est, truth))
+            print("\n| τ | KL(aggregated-LLD recipe ‖ truth) (nats), mean ± sd over seeds |")
             print("|---|---|")
             for tau in sorted(by_tau, key=lambda t: float(t)):
                 v = np.array(by_tau[tau])
@@ -103,7 +105,7 @@ def recovery_by_window(spec_name: str) -> None:
     domains = sorted(truth)
     t = np.array([truth[d] for d in domains])
     steps_total = max(max(k["step"] for k in st.get_kl(r.id)) for r in runs)
-    print("\n| seed | all schedule steps | early steps (< 10 %) | late steps (≥ 50 %) |   (KL(truth ‖ geometric mean), nats)")
+    print("\n| seed | all schedule steps | early steps (< 10 %) | late steps (≥ 50 %) |   (KL(geometric mean ‖ truth), nats: the paper's direction)")
     print("|---|---|---|---|")
     for r in runs:
         w = st.get_weights(r.id)
@@ -112,7 +114,7 @@ def recovery_by_window(spec_name: str) -> None:
         for keep in (lambda s: True, lambda s: s < steps_total / 10, lambda s: s >= steps_total / 2):
             sel = [s for s in steps if keep(s)]
             g = mc.aggregate_geometric(np.array([[w[s][d] for d in domains] for s in sel]))
-            cells.append(f"{mc.kl_categorical(t, g):.4f} ({len(sel)} steps)")
+            cells.append(f"{mc.kl_categorical(g, t):.4f} ({len(sel)} steps)")
         tau = r.config.get("tau_setting")
         print(f"| {r.seed}" + (f", τ={tau}" if len({x.config.get('tau_setting') for x in runs}) > 1 else "") + " | "
               + " | ".join(cells) + " |")

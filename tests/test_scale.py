@@ -65,3 +65,19 @@ def test_hf_target_with_another_tokenizer(home):
     assert con.execute("SELECT count(*) FROM kl_results").fetchone()[0] > 0
     spec.write_text(json.dumps({**base, "name": "hf-target-token", "lld": {"unit": "token"}}))
     assert "mixes units" in run_cli("run", str(spec), env=env).stdout
+
+
+def test_paper_specs_are_the_papers_experiment():
+    """Table 4's Code column as the CodeNanoGPT target's weights (not multipliers of uniform), and
+    both paper specs evaluate on 10,000 texts in proportion to the corpus."""
+    from lldmix_core.spec import load_spec
+
+    code = load_spec("runs/paper-codenanogpt.yaml")
+    w = code.target.train.weights
+    assert len(w) == 17 and not code.target.train.multipliers
+    assert w["Github"] == 0.202 and w["StackExchange"] == 0.137 and w["Pile-CC"] == 0.185
+    share = sum(w[d] for d in ("Github", "StackExchange", "Ubuntu IRC", "HackerNews")) / sum(w.values())
+    assert share == pytest.approx(0.379, abs=5e-4)  # the paper's 37.9 % code share
+    for name in ("paper-codenanogpt", "paper-gemma2b"):
+        c = load_spec(f"runs/{name}.yaml").corpus
+        assert c.eval_total == 10000 and c.eval_seed == 42 and (c.min_bytes, c.max_bytes) == (256, 1024)

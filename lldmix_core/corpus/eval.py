@@ -36,12 +36,14 @@ class EvalCorpus:
 
 def build_eval_corpus(records: Iterable[tuple[str, str]], *, per_domain: int, seed: int = 42, max_bytes: int = 1024,
                       min_bytes: int = 256, name: str, source: str, domains: Sequence[str] | None = None,
-                      identity: dict | None = None) -> EvalCorpus:
+                      identity: dict | None = None, total: int | None = None) -> EvalCorpus:
     """Chunk each document and sample `per_domain` chunks per domain with a seeded RNG.
 
-    A domain with fewer chunks keeps all of them; a requested domain with none is an error.
-    `identity` (e.g. the frozen mini-Pile's name and content hash) joins the settings, so it enters
-    the corpus's content hash and with it every run key."""
+    With `total`, instead sample `total` chunks without replacement from the pooled chunks of all
+    domains (so each domain's share follows its share of the corpus's chunks, as the model map's
+    10,000 texts follow the Pile); `per_domain` is then unused. A domain with fewer chunks keeps all
+    of them; a requested domain with none is an error. `identity` (e.g. the frozen mini-Pile's name
+    and content hash) joins the settings, so it enters the corpus's content hash and every run key."""
     chunks: dict[str, list[str]] = {d: [] for d in domains or ()}
     for domain, text in records:
         if domains is not None and domain not in chunks:
@@ -54,6 +56,9 @@ def build_eval_corpus(records: Iterable[tuple[str, str]], *, per_domain: int, se
         raise UserError(f"corpus {source}: no records")
     rng = np.random.default_rng(seed)
     texts, text_domains = [], []
+    if total is not None:
+        return _proportional(chunks, total, rng, seed=seed, max_bytes=max_bytes, min_bytes=min_bytes,
+                             name=name, source=source, identity=identity)
     for d in sorted(chunks):
         pool = chunks[d]
         take = rng.permutation(len(pool))[: min(per_domain, len(pool))]
@@ -61,4 +66,19 @@ def build_eval_corpus(records: Iterable[tuple[str, str]], *, per_domain: int, se
         text_domains += [d] * len(take)
     settings = {"max_bytes": max_bytes, "min_bytes": min_bytes, "per_domain": per_domain, "seed": seed,
                 **(identity or {})}
+    return EvalCorpus(name=name, source=source, settings=settings, texts=tuple(texts), text_domains=tuple(text_domains))
+
+
+def _proportional(chunks: dict[str, list[str]], total: int, rng: np.random.Generator, *, seed: int, max_bytes: int,
+                  min_bytes: int, name: str, source: str, identity: dict | None = None) -> EvalCorpus:
+    """`total` chunks drawn without replacement from the pool of every domain's chunks (domains sorted,
+    chunks in document order), then grouped by domain in drawn order."""
+    pool = [(d, t) for d in sorted(chunks) for t in chunks[d]]
+    if total > len(pool):
+        raise UserError(f"corpus {source}: eval_total {total} exceeds the {len(pool)} chunks available")
+    take = rng.permutation(len(pool))[:total]
+    drawn = sorted(((pool[i][0], r) for r, i in enumerate(take)))  # by domain, then draw order
+    texts = [pool[take[r]][1] for _, r in drawn]
+    text_domains = [d for d, _ in drawn]
+    settings = {"max_bytes": max_bytes, "min_bytes": min_bytes, "total": total, "seed": seed, **(identity or {})}
     return EvalCorpus(name=name, source=source, settings=settings, texts=tuple(texts), text_domains=tuple(text_domains))

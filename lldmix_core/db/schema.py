@@ -214,6 +214,11 @@ class KLResult(Base):
     bits_per_byte: Mapped[float] = mapped_column(Float)
     gap_bits_per_byte: Mapped[float | None] = mapped_column(Float)
     estimator: Mapped[str] = mapped_column(String(50))  # e.g. "modelmap", "modelmap-clip0.02"
+    # issue 12 (migration 0004): the sampled KL's se (bits/byte) and sample count; the model map's
+    # one clipping threshold from the pooled matrix (nats/text; null = no clipping)
+    stderr_bits_per_byte: Mapped[float | None] = mapped_column(Float)
+    n_samples: Mapped[int | None] = mapped_column(Integer)
+    clip_threshold: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

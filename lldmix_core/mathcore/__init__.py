@@ -14,9 +14,18 @@ from lldmix_core.mathcore.aggregate_variants import (
     token_share_step_weights,
 )
 from lldmix_core.mathcore.calibrate import calibrated_delta
-from lldmix_core.mathcore.divergence import js_distance, js_distance_matrix, js_divergence, kl_categorical
+from lldmix_core.mathcore.divergence import (
+    js_distance,
+    js_distance_matrix,
+    js_divergence,
+    kl_categorical,
+    weight_recovery,
+)
 from lldmix_core.mathcore.modelmap import (
     clip_bottom,
+    clip_threshold,
+    kl_matrix_pooled_clip,
+    kl_pair_at_threshold,
     double_centre,
     kl_matrix,
     kl_pair,
@@ -32,8 +41,17 @@ from lldmix_core.mathcore.recovery import (
     recovery_summary,
     wilson_interval,
 )
-from lldmix_core.mathcore.schedule import lld_schedule
 from lldmix_core.mathcore.temperature import annealed_tau, annealed_taus, tau_from_spread
+from lldmix_core.mathcore.sampled import per_sample_log_ratio, sampled_kl_estimate, to_bits_per_byte
+from lldmix_core.mathcore.schedule import lld_schedule
+from lldmix_core.mathcore.stats import (
+    PairedSummary,
+    bootstrap_interval,
+    mean_se,
+    paired_difference,
+    paired_summary,
+    t_quantile_975,
+)
 from lldmix_core.mathcore.weights import adjusted_weights, gram_solve, lld_weights, resolve_tau
 
 __all__ = [
@@ -46,4 +64,6 @@ __all__ = [
     "late_step_mask", "median_interval", "progress_step_weights", "recovery_ratio", "recovery_ratios",
     "recovery_summary", "tau_from_spread", "token_share_step_weights", "two_stage_phases", "wilson_interval",
     "within_block_scatter",
+    "PairedSummary", "bootstrap_interval", "mean_se", "paired_difference", "paired_summary", "t_quantile_975",
+    "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold", "weight_recovery",
 ]

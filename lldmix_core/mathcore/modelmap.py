@@ -62,3 +62,36 @@ def loglik_gap_bits_per_byte(l_model: np.ndarray, l_ref: np.ndarray, n_bytes: np
     on these texts exceeds the reference's (negative when the model is better)."""
     gap = np.sum(np.asarray(l_ref, dtype=np.float64) - np.asarray(l_model, dtype=np.float64))
     return float(gap / np.sum(n_bytes) / math.log(2))
+
+
+# --- the model-map authors' clipping rule: one threshold from the pooled matrix -------------------
+
+def clip_threshold(L_pooled: np.ndarray, fraction: float) -> float | None:
+    """The single clipping threshold (nats/text) of the model-map authors' rule: the `fraction`
+    quantile of ALL values of the pooled [M, N] matrix (every model on the map, target included).
+    None when fraction is 0 (no clipping)."""
+    if fraction <= 0:
+        return None
+    if not 0 < fraction < 0.5:
+        raise ValueError("clip fraction must be in [0, 0.5)")
+    return float(np.quantile(np.asarray(L_pooled, dtype=np.float64), fraction))
+
+
+def kl_pair_at_threshold(l_i: np.ndarray, l_j: np.ndarray, threshold: float | None) -> float:
+    """KL estimate (nats/text) between two models after raising both log-likelihood vectors to a
+    threshold fixed beforehand from the pooled matrix (`clip_threshold`); None = no clipping,
+    bit-identical to `kl_pair(l_i, l_j, 0)`."""
+    if threshold is None:
+        return kl_pair(l_i, l_j, 0.0)
+    a = np.maximum(np.asarray(l_i, dtype=np.float64), threshold)
+    b = np.maximum(np.asarray(l_j, dtype=np.float64), threshold)
+    return kl_pair(a, b, 0.0)
+
+
+def kl_matrix_pooled_clip(L: np.ndarray, fraction: float) -> tuple[np.ndarray, float | None]:
+    """[M, N] → ([M, M] KL estimates in nats/text, the threshold used). One threshold from all of L;
+    with fraction 0 the matrix is `kl_matrix(L, 0)` exactly and the threshold None."""
+    t = clip_threshold(L, fraction)
+    if t is None:
+        return kl_matrix(L, 0.0), None
+    return kl_matrix(np.maximum(np.asarray(L, dtype=np.float64), t), 0.0), t
