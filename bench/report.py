@@ -65,7 +65,11 @@ def main() -> None:
     score = _run("score.py", score_args, tmp / "score.md")
     gram = _run("gram.py", gram_args, tmp / "gram.md")
     old = DOC.read_text() if DOC.exists() else ""
-    kept = [(h, b) for h, b in _sections(old) if h not in OURS and not h.startswith("Summary")]
+    kept = [(h, b) for h, b in _sections(old) if h not in OURS and not h.startswith("Summary")]  # noqa: E501
+    preamble = re.split(r"^## ", old, maxsplit=1, flags=re.M)[0]
+    rows = [r for r in preamble.splitlines() if r.startswith("|") and "score.py" not in r and "gram.py" not in r]
+    if len(rows) > 2:  # header, rule and at least one benchmark row from the old summary table
+        kept.insert(0, ("Summary of the carried-over benchmarks", "\n".join(rows)))
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     versions = ", ".join(f"{p} {version(p)}" for p in ("torch", "transformers", "lm_eval", "numpy"))
     out = [

@@ -1,6 +1,6 @@
 """Scoring throughput: lldmix's scorer against the tools people would use instead, in one run.
 
-    python bench/score.py [--per-domain 4] [--layers 4] [--dims 256] [--repeats 5] [--markdown FILE]
+    python bench/score.py [--per-domain 2] [--layers 2] [--dims 128] [--repeats 5] [--markdown FILE]
 
 Model: a tiny GPT-2 (transformers GPT2LMHeadModel, GPT-2 vocabulary of 50,257, random weights: speed does
 not depend on training), and a NanoGPT of the same shape (50,304 outputs, its own random weights).
@@ -51,9 +51,9 @@ def build_models(layers: int, dims: int, folder: Path):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--per-domain", type=int, default=4)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--dims", type=int, default=256)
+    ap.add_argument("--per-domain", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--dims", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--hflm-batch", type=int, default=8)
