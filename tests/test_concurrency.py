@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from test_db import PG, _fresh_pg_url
+from test_db import _fresh_pg_url, need_pg
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +35,11 @@ def _spec(i: int, mlflow: bool) -> str:
     return SPEC.format(i=max(i, 1) if i <= 1 else i, seed=max(i, 1) if i <= 1 else i, mlflow=str(mlflow).lower())
 
 
-@pytest.mark.parametrize("backend,n_workers,n_jobs", [("sqlite", 4, 6)] + ([("postgresql", 8, 10)] if PG else []))
+@pytest.mark.parametrize("backend,n_workers,n_jobs", [("sqlite", 4, 6), ("postgresql", 8, 10)])
 def test_workers_in_parallel_with_the_app_reading(tmp_path, backend, n_workers, n_jobs, monkeypatch):
     home = tmp_path / "home"
     env = {**os.environ, "LLDMIX_HOME": str(home), "MLFLOW_TRACKING_URI": ""}
-    env["LLDMIX_DB_URL"] = _fresh_pg_url(PG) if backend == "postgresql" else ""
+    env["LLDMIX_DB_URL"] = _fresh_pg_url(need_pg()) if backend == "postgresql" else ""
     for k in ("LLDMIX_HOME", "LLDMIX_DB_URL", "MLFLOW_TRACKING_URI"):
         monkeypatch.setenv(k, env[k])
     cli = [sys.executable, "-m", "lldmix_core.cli"]

@@ -26,11 +26,21 @@ def _fresh_pg_url(base: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture(params=["sqlite"] + (["postgresql"] if PG else []))
+PG_SKIP = "LLDMIX_TEST_PG_URL is not set (scripts/test.sh starts a PostgreSQL server and sets it)"
+
+
+def need_pg() -> str:
+    """The PostgreSQL test server's URL, or a skip with a reason (the skip guard decides if it is allowed)."""
+    if not PG:
+        pytest.skip(PG_SKIP)
+    return PG
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db.sqlite'}"
-    return _fresh_pg_url(PG)
+    return _fresh_pg_url(need_pg())
 
 
 @pytest.fixture

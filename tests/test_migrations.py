@@ -6,12 +6,12 @@ from alembic import command
 from lldmix_core.db.engine import alembic_config, current_revision, downgrade, head_revision, make_engine, require_current, upgrade
 from lldmix_core.errors import SchemaBehindError
 
-from test_db import PG, _fresh_pg_url
+from test_db import _fresh_pg_url, need_pg
 
 
-@pytest.fixture(params=["sqlite"] + (["postgresql"] if PG else []))
+@pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
-    return f"sqlite:///{tmp_path / 'm.sqlite'}" if request.param == "sqlite" else _fresh_pg_url(PG)
+    return f"sqlite:///{tmp_path / 'm.sqlite'}" if request.param == "sqlite" else _fresh_pg_url(need_pg())
 
 
 def test_upgrade_check_downgrade_upgrade(url):
