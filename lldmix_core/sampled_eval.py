@@ -130,3 +130,14 @@ def paired_vs(store, corpus_id: int, tokenizer_hash: str, model_id: int, referen
         return None
     diff_nats = b[0].astype(np.float64) - a[0].astype(np.float64)  # log q_ref − log q_model
     return mc.paired_difference(diff_nats / math.log(2) / mean_bytes, np.zeros_like(diff_nats))
+
+
+def sampled_steps(n_samples: int, steps_setting, kl_steps, total_steps: int) -> set[int]:
+    """The steps at which the sampled KL is measured (each is also a model-map KL step)."""
+    if n_samples == 0:
+        return set()
+    if steps_setting == "final":
+        return {total_steps}
+    if steps_setting == "final-third":
+        return {s for s in kl_steps if 3 * s >= 2 * total_steps} | {total_steps}
+    return set(steps_setting)

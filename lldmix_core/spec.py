@@ -201,8 +201,27 @@ class DistillSpec(_Strict):
     params: dict[str, float] = Field(default_factory=dict)
 
 
+class SampledKLSpec(_Strict):
+    """KL(target ‖ model) estimated by sampling: `n_samples` texts of `n_tokens` tokens drawn from the
+    target once per seed (temperature 1) and scored under every evaluated model, so method
+    differences are paired. `steps`: "final-third" = the KL steps in the last third of the run and the
+    last step; "final" = the last step only; or a list of steps (each also a KL step). 0 samples: off."""
+
+    n_samples: int = Field(256, ge=0, le=100_000)
+    n_tokens: int = Field(256, ge=1, le=1_000_000)
+    steps: Literal["final-third", "final"] | tuple[int, ...] = "final-third"
+
+    @field_validator("n_samples")
+    @classmethod
+    def _enough(cls, v):
+        if v == 1:
+            raise ValueError("a standard error needs at least 2 samples (0 turns the sampled KL off)")
+        return v
+
+
 class KLSpec(_Strict):
     clip: float = Field(0.0, ge=0.0, lt=0.5)  # model-map clipping of the bottom fraction
+    sampled: SampledKLSpec = SampledKLSpec()  # the judge of closeness; the model-map figure stands beside it
 
 
 class DownstreamSpec(_Strict):
