@@ -10,7 +10,7 @@ from lldmix_core.config import get_settings
 from lldmix_core.errors import UserError
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner="Opening the database…")
 def _store(url: str):
     from lldmix_core.db.store import Store
 

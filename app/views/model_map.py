@@ -66,7 +66,9 @@ st.altair_chart(charts.model_map(points), width="stretch")
 st.caption(f"{len(ids)} models × {L.shape[1]} texts. Distances: sqrt(2·KL) from double-centred log-likelihood "
            "vectors (Oyama et al. 2025). Colour: the method that trained a checkpoint (the same colour on every "
            "page); shape: the model's role; dashes: the seed. Each trajectory starts at its first checkpoint "
-           "(square) and ends at its final checkpoint (triangle); the base is the black-labelled cross. Hover a point for its model, run, seed, step and KL.")
+           "(square) and ends at its final checkpoint (triangle)" + ("; the base is the labelled cross" if (points["role"] == "base").any()
+           else "") + ". Runs that trained alike draw on top of each other (the table below lists every trajectory). "
+           "Hover a point for its model, run, seed, step and KL.")
 
 st.subheader("Trajectories")
 traj = points[points["run"] != ""].groupby("run").agg(

@@ -46,7 +46,7 @@ def queue(jobs: pd.DataFrame, runs: pd.DataFrame) -> None:
             st.error(f"job {j['id']}: {str(j['error']).splitlines()[0]}")
     for _, r in cli.sort_values("id", ascending=False).iterrows():
         cols = st.columns([3, 2, 4, 2, 2])
-        cols[0].markdown(f"**{r['name']}** · started with `lldmix run`")
+        cols[0].markdown(f"**{r['name']}** · command line")
         cols[1].markdown(f"`{r['status']}`")
         cols[2].progress(1.0 if r["status"] != "running" else 0.5, text="command line (progress in its terminal)")
         cols[3].markdown(f"{_duration(r['created_at'], r['finished_at'])}")
