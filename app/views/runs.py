@@ -76,7 +76,8 @@ def training_runs(runs: pd.DataFrame) -> None:
             table = children[["id", "name", "method", "seed", "tau", "status", "final_step", "final_kl_nats_per_text",
                               "final_kl_bits_per_byte"]].rename(columns={
                 "final_kl_nats_per_text": "final KL (nats/text)", "final_kl_bits_per_byte": "final KL (bits/byte)",
-                "tau": "τ used"})
+                "tau": "τ used", "final_step": "final step"})
+            table["τ used"] = [f"{t:g}" if pd.notna(t) else "—" for t in table["τ used"]]
             st.dataframe(table, hide_index=True, width="stretch")
             tracked = children[children["mlflow_run_id"].notna()]
             if not tracked.empty:
