@@ -251,3 +251,24 @@ def test_lldmix_app_sigterm_frees_the_port(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_runs_page_says_when_a_queued_spec_had_nothing_to_compute(smoke_home, tmp_path, monkeypatch):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import run_cli
+
+    home = tmp_path / "home"
+    shutil.copytree(smoke_home, home)  # the session's smoke database stays as it is
+    env = {"LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    run_cli("enqueue", "runs/smoke.yaml", env=env)  # the spec the smoke run already computed
+    run_cli("worker", "--once", env=env)
+    monkeypatch.setenv("LLDMIX_HOME", str(home))
+    monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert any("already computed — nothing to do" in i.value for i in at.info)

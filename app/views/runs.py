@@ -22,6 +22,19 @@ def _duration(start, end) -> str:
     return f"{(e - s).total_seconds():.0f} s" if s is not None else "—"
 
 
+def nothing_computed(job, runs: pd.DataFrame) -> bool:
+    """A finished job that trained nothing: every training run under its spec had finished before the
+    job started (the engine re-attaches an already computed spec's parent run to the new job)."""
+    if runs.empty:
+        return True
+    parents = runs[(runs["job_id"] == job["id"]) & (runs["method"] == "spec")]["id"]
+    children = runs[runs["parent_id"].isin(list(parents))]
+    started = _clock(job["started_at"])
+    if children.empty or started is None:
+        return True
+    return all(_clock(t) is not None and _clock(t) < started for t in children["finished_at"])
+
+
 def queue(jobs: pd.DataFrame, runs: pd.DataFrame) -> None:
     st.subheader("Queue and command-line runs")
     cli = runs[(runs["method"] == "spec") & runs["job_id"].isna()] if not runs.empty else runs
@@ -30,7 +43,7 @@ def queue(jobs: pd.DataFrame, runs: pd.DataFrame) -> None:
         return
     for _, j in jobs.iterrows():
         cols = st.columns([3, 2, 4, 2, 2])
-        cols[0].markdown(f"**#{j['id']} {j['name']}** · queued from the dashboard")
+        cols[0].markdown(f"**#{j['id']} {j['name']}** · queue")
         cols[1].markdown(f"`{j['status']}`")
         cols[2].progress(float(j["progress"] or 0.0), text=(j["message"] or "")[:80])
         started = _clock(j["started_at"])
@@ -40,7 +53,7 @@ def queue(jobs: pd.DataFrame, runs: pd.DataFrame) -> None:
             if cols[4].button("Cancel", key=f"cancel-{j['id']}", icon=":material/cancel:", width="stretch"):
                 data.store().request_cancel(int(j["id"]))
                 st.rerun()
-        if j["status"] == "finished" and not runs.empty and not (runs["job_id"] == j["id"]).any():
+        if j["status"] == "finished" and nothing_computed(j, runs):
             st.info(f"job {j['id']}: already computed — nothing to do (every run of this spec was in the database).")
         if j["status"] == "failed" and j["error"]:
             st.error(f"job {j['id']}: {str(j['error']).splitlines()[0]}")
@@ -73,12 +86,13 @@ def training_runs(runs: pd.DataFrame) -> None:
         origin = f"job {int(spec['job_id'])}" if pd.notna(spec["job_id"]) else "command line"
         with st.expander(f"{spec['name']} — {spec['status']} — {len(children)} runs ({origin}, spec {spec['spec_hash']})",
                          expanded=True):
-            table = children[["id", "name", "method", "seed", "tau", "status", "final_step", "final_kl_nats_per_text",
+            table = children[["name", "method", "seed", "tau", "status", "final_step", "final_kl_nats_per_text",
                               "final_kl_bits_per_byte"]].rename(columns={
                 "final_kl_nats_per_text": "final KL (nats/text)", "final_kl_bits_per_byte": "final KL (bits/byte)",
                 "tau": "τ used", "final_step": "final step"})
             table["τ used"] = [f"{t:g}" if pd.notna(t) else "—" for t in table["τ used"]]
-            st.dataframe(table, hide_index=True, width="stretch")
+            st.dataframe(table, hide_index=True, width="stretch", column_config={
+                "name": st.column_config.TextColumn("name", width="medium")})
             tracked = children[children["mlflow_run_id"].notna()]
             if not tracked.empty:
                 server = data.mlflow_server()
