@@ -45,7 +45,7 @@ def kl_vs_step(df: pd.DataFrame, unit: str) -> alt.Chart:
         x=x, y=alt.Y(f"{col}:Q", scale=alt.Scale(type="log"), title=f"KL to target ({unit})"),
         color=color, strokeDash=alt.StrokeDash("seed:N", legend=_legend("seed (dash)")), detail="run:N",
         tooltip=["run", "label", "seed", "step", alt.Tooltip(f"{col}:Q", format=".4f", title=f"KL ({unit})")])
-    area = alt.Chart(band).mark_area(opacity=0.15).encode(x=x, y=f"lo:Q", y2="hi:Q", color=color, detail="label:N")
+    area = alt.Chart(band).mark_area(opacity=0.15).encode(x=x, y="lo:Q", y2="hi:Q", color=color, detail="label:N")
     mean = alt.Chart(band).mark_line(strokeWidth=3).encode(
         x=x, y=alt.Y("mean:Q", scale=alt.Scale(type="log")), color=color, detail="label:N",
         tooltip=["label", alt.Tooltip("step_plus_1:Q", title="step + 1"), alt.Tooltip("count:Q", title="seeds"),
