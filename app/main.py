@@ -6,13 +6,13 @@ It reads the SQL database through the store and enqueues runs in the `jobs` tabl
 
 import streamlit as st
 
-st.set_page_config(page_title="lldmix", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="lldmix", page_icon=":material/science:", layout="wide")
 
 pages = [
-    st.Page("views/runs.py", title="Runs", default=True),
-    st.Page("views/new_run.py", title="New run"),
-    st.Page("views/compare.py", title="Compare"),
-    st.Page("views/model_map.py", title="Model map"),
-    st.Page("views/recipes.py", title="Recipes"),
+    st.Page("views/runs.py", title="Runs", icon=":material/list_alt:", default=True),
+    st.Page("views/new_run.py", title="New run", icon=":material/play_circle:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("views/model_map.py", title="Model map", icon=":material/scatter_plot:"),
+    st.Page("views/recipes.py", title="Recipes", icon=":material/download:"),
 ]
 st.navigation(pages).run()

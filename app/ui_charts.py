@@ -1,33 +1,69 @@
-"""Altair chart builders for the dashboard (pure: data frames in, charts out)."""
+"""Altair chart builders for the dashboard (pure: data frames in, charts out).
+
+Colours come from the method registry only (`methods.color_of`, `TARGET_COLOR`), so a method has the
+same colour on every page and in every spec, whatever subset of methods a chart shows.
+"""
 
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
 
+from lldmix_core.methods import TARGET_COLOR, color_of, ordered
+
 UNITS = {"bits/byte": "bits_per_byte", "nats/text": "nats_per_text"}
+BASE_COLOR = "#555555"  # the base model (start of every trajectory) and other stored models
+OTHER_ROLES = {"target": TARGET_COLOR, "base": BASE_COLOR, "other model": "#aaaaaa"}
+
+
+def method_scale(present, extra: dict[str, str] | None = None) -> alt.Scale:
+    """The one colour scale: the methods `present` (in the registry's display order), each with its
+    fixed registry colour, after `extra` named series (e.g. target, base) with theirs. Each name's
+    colour comes from the registry, not from its position, so it is the same on every chart."""
+    extra = {k: v for k, v in (extra or {}).items() if k in set(present)}
+    names = ordered(n for n in set(present) if n not in extra)
+    return alt.Scale(domain=list(extra) + names, range=list(extra.values()) + [color_of(n) for n in names])
+
+
+def _legend(title: str) -> alt.Legend:
+    return alt.Legend(title=title, symbolOpacity=1.0, symbolStrokeWidth=3, labelLimit=400)
 
 
 def kl_vs_step(df: pd.DataFrame, unit: str) -> alt.Chart:
-    """KL to target against training step (log-scaled step + 1), one line per run, coloured by method."""
+    """KL to target against training step (log-scaled step + 1): a thin dashed line per seed, and per
+    method (`label`) the mean over seeds with a ±1 sd band. df: one row per (run, step) with method,
+    label, seed and the KL columns."""
     col = UNITS[unit]
-    d = df.assign(step_plus_1=df["step"] + 1, label=df["label"])
-    return alt.Chart(d).mark_line(point=True).encode(
-        x=alt.X("step_plus_1:Q", scale=alt.Scale(type="log"), title="training step + 1 (log scale)"),
-        y=alt.Y(f"{col}:Q", scale=alt.Scale(type="log"), title=f"KL to target ({unit})"),
-        color=alt.Color("label:N", title="method"),
-        detail="run:N",
-        tooltip=["run", "label", "step", alt.Tooltip(f"{col}:Q", format=".4f", title=f"KL ({unit})")],
-    ).properties(height=360)
+    d = df.assign(step_plus_1=df["step"] + 1, seed=df["seed"].astype(str))
+    band = (d.groupby(["method", "label", "step_plus_1"])[col].agg(["mean", "std", "count"]).reset_index())
+    band["sd"] = band["std"].fillna(0.0)
+    band["lo"] = (band["mean"] - band["sd"]).clip(lower=band["mean"] * 1e-3)  # a log axis: keep the band positive
+    band["hi"] = band["mean"] + band["sd"]
+    x = alt.X("step_plus_1:Q", scale=alt.Scale(type="log", nice=False), title="training step + 1 (log scale)")
+    color = alt.Color("method:N", scale=method_scale(d["method"]), legend=_legend("method"))
+    seeds = alt.Chart(d).mark_line(point=alt.OverlayMarkDef(size=30), opacity=0.45, strokeWidth=1.2).encode(
+        x=x, y=alt.Y(f"{col}:Q", scale=alt.Scale(type="log"), title=f"KL to target ({unit})"),
+        color=color, strokeDash=alt.StrokeDash("seed:N", legend=_legend("seed (dash)")), detail="run:N",
+        tooltip=["run", "label", "seed", "step", alt.Tooltip(f"{col}:Q", format=".4f", title=f"KL ({unit})")])
+    area = alt.Chart(band).mark_area(opacity=0.15).encode(x=x, y="lo:Q", y2="hi:Q", color=color, detail="label:N")
+    mean = alt.Chart(band).mark_line(strokeWidth=3).encode(
+        x=x, y=alt.Y("mean:Q", scale=alt.Scale(type="log")), color=color, detail="label:N",
+        tooltip=["label", alt.Tooltip("step_plus_1:Q", title="step + 1"), alt.Tooltip("count:Q", title="seeds"),
+                 alt.Tooltip("mean:Q", format=".4f", title=f"mean KL ({unit})"),
+                 alt.Tooltip("std:Q", format=".4f", title=f"sd ({unit})")])
+    return (area + seeds + mean).properties(height=380)
 
 
-def grouped_bars(df: pd.DataFrame, group: str, title: str) -> alt.Chart:
-    """Domain weights side by side: x = domain, y = weight, one bar per `group` value."""
+def grouped_bars(df: pd.DataFrame, group: str, title: str, *, by_method: str | None = None) -> alt.Chart:
+    """Domain weights side by side: x = domain, y = weight, one bar per `group` value. With `by_method`
+    (a column holding registry method names) bars take the method's fixed colour."""
+    color = (alt.Color(f"{by_method}:N", scale=method_scale(df[by_method]), legend=_legend("method")) if by_method
+             else alt.Color(f"{group}:N", legend=_legend(group)))
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("domain:N", title="domain"),
         xOffset=alt.XOffset(f"{group}:N"),
         y=alt.Y("weight:Q", title=title),
-        color=alt.Color(f"{group}:N"),
+        color=color,
         tooltip=["domain", group, alt.Tooltip("weight:Q", format=".4f")],
     ).properties(height=300)
 
@@ -41,12 +77,36 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, title: str, fmt: str =
     ).properties(height=320)
 
 
+ROLE_SHAPES = {"target": "diamond", "base": "cross", "first checkpoint": "square", "checkpoint": "circle",
+               "final checkpoint": "triangle-up", "other model": "triangle-down"}
+ROLE_SIZES = {"target": 420, "base": 300, "first checkpoint": 170, "checkpoint": 90, "final checkpoint": 240,
+              "other model": 160}
+
+
 def model_map(points: pd.DataFrame) -> alt.Chart:
-    """Models as points in 2-D; training trajectories (checkpoints of a run by step) as paths."""
-    paths = alt.Chart(points[points["run"] != ""]).mark_line(opacity=0.5).encode(
-        x="x:Q", y="y:Q", color=alt.Color("run:N", title="run"), order="step:Q", detail="run:N")
-    dots = alt.Chart(points).mark_point(filled=True).encode(
-        x=alt.X("x:Q", title="map axis 1"), y=alt.Y("y:Q", title="map axis 2"),
-        shape=alt.Shape("role:N", title="role"), size=alt.Size("role:N", legend=None),
-        color=alt.Color("run:N"), tooltip=["name", "role", "step", alt.Tooltip("kl_to_target:Q", format=".3f", title="KL to target (nats/text)")])
-    return (paths + dots).properties(height=480)
+    """Models as points in 2-D, training trajectories (a run's checkpoints by step) as paths.
+
+    points: one row per model with x, y, name, run, seed, step_label, step, role (ROLE_SHAPES keys),
+    series (a method name, "target", "base" or "other model") and kl_to_target (nats/text).
+    Colour = series (the registry's method colours), shape and size = role, the target labelled."""
+    color = alt.Color("series:N", scale=method_scale(points["series"], OTHER_ROLES), legend=_legend("method / model"))
+    tooltip = [alt.Tooltip("name:N", title="model"), alt.Tooltip("run:N", title="run"),
+               alt.Tooltip("seed:N", title="seed"), alt.Tooltip("step_label:N", title="step"),
+               alt.Tooltip("kl_to_target:Q", format=".4f", title="KL to target (nats/text)")]
+    xs = alt.X("x:Q", title="map axis 1")
+    ys = alt.Y("y:Q", title="map axis 2")
+    paths = alt.Chart(points[points["run"] != ""]).mark_line(opacity=0.6, strokeWidth=2).encode(
+        x=xs, y=ys, color=color, order="step:Q", detail="run:N", strokeDash=alt.StrokeDash("seed:N", legend=_legend("seed (dash)")),
+        tooltip=tooltip)
+    roles = [r for r in ROLE_SHAPES if r in set(points["role"])]
+    dots = alt.Chart(points).mark_point(filled=True, opacity=0.95, stroke="white", strokeWidth=0.8).encode(
+        x=xs, y=ys, color=color,
+        shape=alt.Shape("role:N", scale=alt.Scale(domain=roles, range=[ROLE_SHAPES[r] for r in roles]), legend=_legend("role")),
+        size=alt.Size("role:N", scale=alt.Scale(domain=roles, range=[ROLE_SIZES[r] for r in roles]), legend=_legend("role")),
+        tooltip=tooltip)
+    named = points[points["role"].isin(["target", "base"])]
+    right = named["x"] > (points["x"].min() + points["x"].max()) / 2  # labels grow toward the plot's centre
+    labels = [alt.Chart(part).mark_text(align=align, dx=dx, dy=-14, fontSize=13, fontWeight="bold").encode(
+        x=xs, y=ys, text="map_label:N", color=alt.value(TARGET_COLOR))
+        for part, align, dx in ((named[~right], "left", 12), (named[right], "right", -12))]
+    return alt.layer(paths, dots, *labels).properties(height=520).resolve_scale(strokeDash="independent")

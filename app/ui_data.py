@@ -10,7 +10,7 @@ from lldmix_core.config import get_settings
 from lldmix_core.errors import UserError
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner="Opening the database…")
 def _store(url: str):
     from lldmix_core.db.store import Store
 
@@ -45,13 +45,21 @@ def runs(v: str) -> pd.DataFrame:
     for r in s.list_runs():
         kl = s.get_kl(r.id) if r.method != "spec" else []
         last = kl[-1] if kl else {}
-        out.append({"id": r.id, "name": r.name, "method": r.method, "seed": r.seed, "tau": r.tau, "status": r.status,
+        out.append({"id": r.id, "name": r.name, "method": r.method, "seed": r.seed, "tau": r.tau, "status": run_status(r),
                     "parent_id": r.parent_id, "job_id": r.job_id, "spec_hash": r.spec_hash[:12],
                     "target_model_id": r.target_model_id, "final_model_id": r.final_model_id,
                     "final_step": last.get("step"), "final_kl_nats_per_text": last.get("nats_per_text"),
                     "final_kl_bits_per_byte": last.get("bits_per_byte"), "mlflow_run_id": r.mlflow_run_id,
                     "created_at": r.created_at, "finished_at": r.finished_at, "error": r.error})
     return pd.DataFrame(out)
+
+
+def run_status(r) -> str:
+    """One vocabulary with the queue: a run stopped by Cancel reads "cancelled", not "failed" (runs
+    stored before the worker recorded it as such say so in their error)."""
+    if r.status == "failed" and r.error and ("Cancelled" in r.error or r.error.startswith("stopped")):
+        return "cancelled"
+    return r.status
 
 
 @st.cache_data(ttl=60)
@@ -94,11 +102,56 @@ def recipes(v: str) -> list[dict]:
     return store().list_recipes()
 
 
-def mlflow_hint(run_id: str | None) -> str:
-    """Where to find a run in MLflow: a link when a tracking server is configured."""
-    if not run_id:
-        return "—"
+@st.cache_data(ttl=30, show_spinner=False)
+def mlflow_server() -> str | None:
+    """The tracking server's base URL when one is configured and answers within a second, else None."""
+    import urllib.request
+
     uri = get_settings().mlflow_uri
-    if uri.startswith(("http://", "https://")):
-        return f"[{run_id[:8]}]({uri.rstrip('/')}/#/runs/{run_id})"
-    return f"`{run_id}`"
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=1.0).read()
+    except OSError:
+        return None
+    return uri.rstrip("/")
+
+
+def mlflow_link(run_id: str | None) -> str | None:
+    """A browser link to an MLflow run when the tracking server is reachable, else None."""
+    base = mlflow_server()
+    return f"{base}/#/runs/{run_id}" if base and run_id else None
+
+
+@st.cache_data(ttl=600, show_spinner="Placing the models on the map…")
+def projection(corpus_id: int, method: str, v: str):
+    """(model ids, xy (n, 2) map coordinates, K (n, n) KL matrix in nats/text) for a corpus; computed
+    once per data version and projection, so the page itself only draws."""
+    import numpy as np
+
+    from lldmix_core import mathcore as mc
+
+    ids, L, _ = loglik_matrix(corpus_id, v)
+    K = mc.kl_matrix(L)  # nats/text
+    D = np.sqrt(2 * K)  # ‖q_i − q_j‖ / sqrt(N): a Euclidean distance between the centred vectors
+    if method == "MDS":
+        from sklearn.manifold import MDS
+
+        xy = MDS(n_components=2, metric="precomputed", init="classical_mds", random_state=0, n_init=1).fit_transform(D)
+    else:
+        from sklearn.manifold import TSNE
+
+        xy = TSNE(n_components=2, metric="precomputed", init="random", random_state=0,
+                  perplexity=max(1.0, min(30.0, (len(ids) - 1) / 3))).fit_transform(D)
+    return ids, xy, K
+
+
+def known_domains(v: str) -> list[str]:
+    """Domain names a target's multipliers may name: those of the stored corpora, or (none stored yet)
+    the local mini-Pile's, which a new run builds."""
+    c = corpora(v)
+    if not c.empty:
+        return sorted({d.strip() for ds in c["domains"] for d in ds.split(",") if d.strip()})
+    from lldmix_core.corpus.local import DOMAINS
+
+    return sorted(DOMAINS)

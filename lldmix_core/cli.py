@@ -358,7 +358,42 @@ def serve_app(
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless=true",
            f"--server.address={host}", f"--server.port={port}", "--server.fileWatcherType=none",
            "--browser.gatherUsageStats=false", "--client.toolbarMode=viewer"]
-    raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
+    raise SystemExit(_serve_until_port_free(cmd, host, port))
+
+
+def _serve_until_port_free(cmd: list[str], host: str, port: int, grace_seconds: float = 20.0) -> int:
+    """Run Streamlit as a child; SIGTERM/SIGINT to this process go on to the child, and this process
+    exits only once the child has ended and nothing serves on `port` any more."""
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    child = subprocess.Popen(cmd, env=os.environ.copy())
+
+    def forward(signum, _frame):
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                rc = child.wait()
+                break
+            except InterruptedError:  # pragma: no cover - wait() retries by itself on Python ≥ 3.5
+                continue
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex((host if host not in ("0.0.0.0", "") else "127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.2)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0 if rc in (0, -signal.SIGTERM, -signal.SIGINT) else rc
 
 
 def main() -> None:

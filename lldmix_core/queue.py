@@ -46,6 +46,7 @@ def run_job(store: Store, job) -> str:
         engine = Engine(store, get_settings(), progress=progress, should_stop=should_stop, job_id=job.id, verbose=False)
         engine.run(spec)
     except Cancelled:
+        _mark_runs_cancelled(store, job.id)
         store.finish_job(job.id, status="cancelled")
         return "cancelled"
     except UserError as e:
@@ -57,6 +58,14 @@ def run_job(store: Store, job) -> str:
     store.update_job(job.id, progress=1.0, message="finished")
     store.finish_job(job.id, status="finished")
     return "finished"
+
+
+def _mark_runs_cancelled(store: Store, job_id: int) -> None:
+    """The runs a cancelled job stopped read "cancelled" like the job (the engine records them as failed
+    with the stop message), so the dashboard speaks one status vocabulary."""
+    for r in store.list_runs(job_id=job_id):
+        if r.status in ("running", "failed") and (r.status == "running" or (r.error or "").startswith("stopped")):
+            store.finish_run(r.id, status="cancelled", error=r.error)
 
 
 def work(store: Store, *, once: bool = False, poll_seconds: float = 2.0, idle_exit_seconds: float | None = None) -> int:

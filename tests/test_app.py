@@ -46,6 +46,20 @@ def _values(spec):
     return spec["_rows"]
 
 
+def _color_scales(spec):
+    """Every colour scale in a (possibly layered) vega-lite spec, as {domain value: colour}."""
+    found = []
+    for layer in spec.get("layer", [spec]):
+        scale = layer.get("encoding", {}).get("color", {}).get("scale")
+        if scale and "domain" in scale:
+            found.append(dict(zip(scale["domain"], scale["range"])))
+    return found
+
+
+def _layer_with(spec, channel):
+    return [layer for layer in spec.get("layer", [spec]) if channel in layer.get("encoding", {})]
+
+
 def test_runs_page_lists_the_smoke_runs(app):
     text = " ".join(str(e.value) for e in app.markdown) + " ".join(str(e.label) for e in app.expander)
     assert "smoke" in text
@@ -58,12 +72,12 @@ def test_runs_page_lists_the_smoke_runs(app):
 def test_compare_page_charts_carry_every_method(app):
     at = _page(app, "views/compare.py")
     specs = _chart_specs(at)
-    kl_rows = _values(specs[0])
+    kl_rows = [r for r in _values(specs[0]) if r.get("run")]  # the per-seed rows (the band rows carry means)
     everything = {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld", "distill-kl"}
     assert {r["label"] for r in kl_rows} == everything  # distillation beside the mixture methods
     assert all(r["bits_per_byte"] >= 0 for r in kl_rows)
-    weight_sources = {r["source"] for r in _values(specs[1])}
-    assert {"uniform", "aggregated-lld"} <= weight_sources
+    weight_methods = {r["method"] for r in _values(specs[1])}
+    assert {"uniform", "aggregated-lld"} <= weight_methods
     final = at.dataframe[0].value
     assert set(final.index) == everything
 
@@ -72,7 +86,8 @@ def test_compare_unit_switch(app):
     at = _page(app, "views/compare.py")
     at.radio[0].set_value("nats/text").run()
     spec = _chart_specs(at)[0]
-    assert spec["encoding"]["y"]["field"] == "nats_per_text"
+    per_seed = [layer for layer in spec["layer"] if "strokeDash" in layer["encoding"]]
+    assert per_seed[0]["encoding"]["y"]["field"] == "nats_per_text"
 
 
 def test_model_map_places_every_scored_model(app):
@@ -121,3 +136,141 @@ def test_app_on_a_database_behind_head_says_which_command(tmp_path, monkeypatch)
     assert not at.exception
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "lldmix db upgrade" in errors[0] and "\n" not in errors[0]
+
+
+def test_one_colour_per_method_on_every_page(app):
+    from lldmix_core.methods import TARGET_COLOR, color_of
+
+    compare = _page(app, "views/compare.py")
+    compare_scales = [m for spec in _chart_specs(compare) for m in _color_scales(spec)]
+    model_map = _page(app, "views/model_map.py")
+    map_scales = [m for spec in _chart_specs(model_map) for m in _color_scales(spec)]
+    assert compare_scales and map_scales
+    for mapping in compare_scales + map_scales:  # every method-coloured chart uses the registry's colour
+        for name, colour in mapping.items():
+            expected = TARGET_COLOR if name == "target" else color_of(name) if name not in ("base", "other model") else colour
+            assert colour == expected, (name, colour)
+    uniform = {m["uniform"] for m in compare_scales + map_scales if "uniform" in m}
+    assert uniform == {color_of("uniform")}  # Compare and Model map agree on uniform's colour
+
+
+def test_compare_table_shows_final_step_and_dash_for_undefined_sd(app):
+    at = _page(app, "views/compare.py")
+    table = at.dataframe[0].value
+    assert (table["final step"] == "20").all()  # runs/smoke.yaml: training.steps 20, all finished
+    assert (table["sd (bits/byte)"] == "—").all()  # one seed: the sd is undefined, not "None"
+    assert (table["not finished"] == "").all()
+
+
+def test_model_map_legend_roles_and_tooltips(app):
+    at = _page(app, "views/model_map.py")
+    spec = _chart_specs(at)[0]
+    points = [r for r in _values(spec) if "role" in r]
+    assert all(r["series"] and r["role"] and r["name"] for r in points)  # no blank legend entries
+    target = [r for r in points if r["role"] == "target"]  # the points layer and the label layer both carry it
+    assert {r["name"] for r in target} == {target[0]["name"]}
+    assert target[0]["series"] == "target" and target[0]["step_label"] == "target"
+    assert target[0]["kl_to_target"] == pytest.approx(0.0, abs=1e-6)
+    assert any(r.get("map_label", "").startswith("target: ") for r in _values(spec))  # labelled on the map
+    assert {r["role"] for r in points} >= {"first checkpoint", "checkpoint", "final checkpoint"}
+    assert all(r["step_label"] != "-1" for r in points)
+    seeds = {r["seed"] for r in points if r["run"]}
+    assert seeds == {"0"}
+    shapes = _layer_with(spec, "shape")
+    assert shapes and shapes[0]["encoding"]["shape"].get("legend") is not None  # the role legend is drawn
+    fields = {t["field"] for t in shapes[0]["encoding"]["tooltip"]}
+    assert fields == {"name", "run", "seed", "step_label", "kl_to_target"}
+    sizes = shapes[0]["encoding"]["size"]["scale"]["range"]
+    assert min(sizes) >= 80  # markers visible, not 1 px
+
+
+def _start_disabled_with(at, label_prefix, text):
+    box = next(t for t in at.text_input if t.label.startswith(label_prefix))
+    box.set_value(text).run()
+    return at.button(key="start-built").disabled, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("box, text, says", [
+    ("Domain multipliers", "Python=2 C++=2", "not `domain=factor`"),  # the missing comma
+    ("Domain multipliers", "Pyton=2", "unknown domain `Pyton`"),
+    ("Domain multipliers", "Python=two", "not a number"),
+    ("Seeds", "0, 1, x", "'x' is not an integer"),
+])
+def test_new_run_bad_form_disables_start(app, box, text, says):
+    at = _page(app, "views/new_run.py")
+    assert not at.button(key="start-built").disabled  # the defaults are a valid spec
+    disabled, errors = _start_disabled_with(at, box, text)
+    assert disabled and any(says in e for e in errors), errors
+
+
+def test_new_run_warns_when_methods_cannot_separate(app):
+    at = _page(app, "views/new_run.py")
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("Too short: 20 steps") for w in warnings)  # the form's default: 20 steps, 7 domains
+    steps = next(n for n in at.number_input if n.label == "Training steps per run")
+    steps.set_value(2000).run()
+    assert not any(w.value.startswith("Too short") for w in at.warning)
+
+
+def test_runs_page_shows_command_line_runs_in_the_queue(app):
+    text = " ".join(str(e.value) for e in app.markdown)
+    assert "No runs yet" not in " ".join(str(i.value) for i in app.info)
+    assert "**smoke** · command line" in text
+    assert [c.value for c in app.code]  # MLflow ids to copy (no tracking server in the test)
+
+
+def test_lldmix_app_sigterm_frees_the_port(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import ROOT, run_cli
+
+    env = {**os.environ, "LLDMIX_HOME": str(tmp_path / "home"), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    run_cli("db", "upgrade", env=env)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "lldmix_core.cli", "app", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the dashboard did not come up")
+        proc.send_signal(signal.SIGTERM)  # to `lldmix app` only, not its process group
+        assert proc.wait(timeout=60) == 0
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing serves on the port any more
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_runs_page_says_when_a_queued_spec_had_nothing_to_compute(smoke_home, tmp_path, monkeypatch):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import run_cli
+
+    home = tmp_path / "home"
+    shutil.copytree(smoke_home, home)  # the session's smoke database stays as it is
+    env = {"LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    run_cli("enqueue", "runs/smoke.yaml", env=env)  # the spec the smoke run already computed
+    run_cli("worker", "--once", env=env)
+    monkeypatch.setenv("LLDMIX_HOME", str(home))
+    monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert any("already computed — nothing to do" in i.value for i in at.info)

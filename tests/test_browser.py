@@ -1,10 +1,13 @@
-"""End to end in a real headless Chromium: start the dashboard, start a smoke run from the New run page,
-watch it finish, compare, download a recipe and check it against the database. Screenshots of each
-page land in a temporary folder (scripts/screenshots.py regenerates docs/screenshots/ from a finished
-quickstart's LLDMIX_HOME), so the suite leaves the tracked pictures alone."""
+"""End to end in a real headless Chromium: start the dashboard, build a run on the New run page (a bad
+multiplier disables Start, the fixed one starts it), watch the Runs page refresh to finished, check that
+Compare shows mean ± sd and gives uniform the same colour as the Model map, download a recipe and check
+it against the database. Screenshots of each page land in a temporary folder (scripts/screenshots.py
+regenerates docs/screenshots/ from a finished quickstart's LLDMIX_HOME), so the suite leaves the
+tracked pictures alone."""
 
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -69,6 +72,23 @@ def _nav(page, title):
     page.get_by_role("heading", name=title if title != "Compare" else "Compare methods").first.wait_for(timeout=30_000)
 
 
+LEGEND_COLOURS = """() => {
+  const out = {};
+  for (const t of document.querySelectorAll('.vega-embed svg .role-legend-label text')) {
+    let g = t.parentElement;
+    while (g && !g.querySelector('.role-legend-symbol path')) g = g.parentElement;
+    const p = g && g.querySelector('.role-legend-symbol path');
+    const fill = p && p.getAttribute('fill');
+    if (!(t.textContent in out)) out[t.textContent] = fill && fill !== 'none' ? fill : p && p.getAttribute('stroke');
+  }
+  return out;
+}"""  # legend label → the colour of its symbol, over every chart on the page (vega renders SVG)
+
+
+def _start_button(page):
+    return page.locator("button:visible").filter(has_text=re.compile(r"^\s*Start\s*$")).first
+
+
 def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
     browser_path = _browser()
     if browser_path is None:
@@ -86,24 +106,39 @@ def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
         page.get_by_role("heading", name="Runs").first.wait_for(timeout=60_000)
 
         _nav(page, "New run")
-        page.get_by_role("tab", name="From a spec file").click()
-        page.locator("button:visible", has_text="Start").last.click()
+        box = page.get_by_role("textbox", name="Domain multipliers (domain=factor, …)")
+        box.fill("Python=4 C++=4")  # the missing comma
+        box.press("Enter")
+        page.get_by_text("is not domain=factor", exact=False).first.wait_for(timeout=30_000)
+        assert _start_button(page).is_disabled()
+        box.fill("Python=4, C++=4")
+        box.press("Enter")
+        page.wait_for_function("() => ![...document.querySelectorAll('button')].some("
+                               "b => b.innerText.trim() === 'Start' && b.disabled)", timeout=30_000)
+        assert page.get_by_text("is not domain=factor", exact=False).count() == 0
+        _start_button(page).click()
         page.get_by_text("Queued job").wait_for(timeout=30_000)
         page.screenshot(path=str(SHOTS / "new_run.png"), full_page=True)
 
         _nav(page, "Runs")
-        page.get_by_text("finished", exact=True).first.wait_for(timeout=240_000)  # the worker ran it
+        page.get_by_text(re.compile(r"^(queued|running)$")).first.wait_for(timeout=30_000)
+        # no reload from here on: the page refreshes itself while the job runs
+        page.get_by_text(re.compile(r"^dashboard-run — finished — 3 runs")).first.wait_for(timeout=300_000)
+        page.get_by_text("finished", exact=True).first.wait_for(timeout=10_000)
         page.wait_for_timeout(2500)
         page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
 
         _nav(page, "Compare")
         page.locator(".vega-embed").first.wait_for(timeout=60_000)
+        page.get_by_role("heading", name="Final KL to target (mean ± sd over seeds)").wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
+        compare_colours = page.evaluate(LEGEND_COLOURS)
         page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
 
         _nav(page, "Model map")
         page.locator(".vega-embed").first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
+        map_colours = page.evaluate(LEGEND_COLOURS)
         page.screenshot(path=str(SHOTS / "model_map.png"), full_page=True)
 
         _nav(page, "Recipes")
@@ -120,3 +155,8 @@ def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
         stored = json.loads(con.execute("SELECT weights FROM recipes WHERE name = ?", (recipe["name"],)).fetchone()[0])
         assert con.execute("SELECT status FROM jobs").fetchone()[0] == "finished"
     assert stored == pytest.approx(recipe["weights"])
+    from lldmix_core.methods import TARGET_COLOR, color_of
+
+    assert compare_colours["uniform"] == map_colours["uniform"] == color_of("uniform")
+    assert compare_colours["aggregated-lld"] == map_colours["aggregated-lld"] == color_of("aggregated-lld")
+    assert map_colours["target"] == TARGET_COLOR and "" not in map_colours  # the target's entry is named

@@ -7,6 +7,7 @@ import streamlit as st
 import ui_charts as charts
 import ui_data as data
 from lldmix_core import mathcore as mc
+from lldmix_core.methods import METHODS, ordered
 
 st.title("Compare methods")
 v = data.version()
@@ -31,33 +32,62 @@ st.caption("KL = the model-map estimate, half the variance over evaluation texts
            "(bits/byte) beside it is a plain cross-entropy difference.")
 
 final = kl.loc[kl.groupby("run_id")["step"].idxmax()]
-table = final.groupby("label").agg(seeds=("seed", "nunique"), kl_nats_per_text=("nats_per_text", "mean"),
-                                   kl_nats_sd=("nats_per_text", "std"), kl_bits_per_byte=("bits_per_byte", "mean"),
-                                   kl_bits_sd=("bits_per_byte", "std"), gap_bits_per_byte=("gap_bits_per_byte", "mean"))
-st.subheader("Final KL to target (mean over seeds)")
-st.dataframe(table.sort_values("kl_bits_per_byte").rename(columns={
-    "kl_nats_per_text": "KL (nats/text)", "kl_nats_sd": "sd (nats/text)", "kl_bits_per_byte": "KL (bits/byte)",
-    "kl_bits_sd": "sd (bits/byte)", "gap_bits_per_byte": "gap (bits/byte)"}), width="stretch")
+status = runs.set_index("id")["status"]
+final = final.assign(status=[status.get(r, "?") for r in final["run_id"]])
+
+
+def _sd(x: pd.Series) -> str:
+    """Sample sd over seeds, or "—" when undefined (one seed)."""
+    return "—" if x.count() < 2 else f"{x.std():.4f}"
+
+
+table = final.groupby("label").agg(
+    method=("method", "first"), seeds=("seed", "nunique"), final_step=("step", "max"),
+    first_final_step=("step", "min"),
+    unfinished=("status", lambda s: ", ".join(f"{n} {k}" for k, n in s[s != "finished"].value_counts().items()) or ""),
+    kl_nats=("nats_per_text", "mean"), kl_nats_sd=("nats_per_text", _sd), kl_bits=("bits_per_byte", "mean"),
+    kl_bits_sd=("bits_per_byte", _sd), gap=("gap_bits_per_byte", "mean"))
+table["final step"] = [f"{a}" if a == b else f"{b}–{a}" for a, b in zip(table["final_step"], table["first_final_step"])]
+table = table.sort_values("kl_bits")
+st.subheader("Final KL to target (mean ± sd over seeds)")
+shown = pd.DataFrame({
+    "seeds": table["seeds"], "final step": table["final step"], "not finished": table["unfinished"],
+    "KL (nats/text)": table["kl_nats"].round(4), "sd (nats/text)": table["kl_nats_sd"],
+    "KL (bits/byte)": table["kl_bits"].round(4), "sd (bits/byte)": table["kl_bits_sd"],
+    "gap (bits/byte)": table["gap"].round(4)}, index=table.index)
+st.dataframe(shown, width="stretch")
+if (table["unfinished"] != "").any() or table["final_step"].nunique() > 1:
+    st.warning("Not every run reached the same final step (see *final step* and *not finished*): a stopped run's "
+               "KL is from an earlier step and is not comparable with the finished runs'.")
+disagree = [(a, b) for i, a in enumerate(table.index) for b in table.index[i + 1:]
+            if (table.loc[a, "kl_bits"] - table.loc[b, "kl_bits"]) * (table.loc[a, "gap"] - table.loc[b, "gap"]) < 0]
+if disagree:
+    st.info("The KL estimate and the log-likelihood gap rank these methods in opposite orders: "
+            + "; ".join(f"{a} vs {b}" for a, b in disagree)
+            + ". Lower KL and lower gap both mean closer to the target; where they disagree, the order is unsettled.")
+# Paired differences to uniform with intervals, wins n/N, and the sampled-KL estimator's columns go here,
+# beside this table, once the statistics of issue 12 land (lldmix_core/stats): this page only draws them.
 
 st.subheader("Domain weights")
 children = runs[runs["parent_id"] == parent]
 seed = st.selectbox("Seed", sorted(children["seed"].dropna().astype(int).unique()))
 of_seed = children[children["seed"] == seed]
 bars = []
-for method in ["uniform", "iterative-lld", "aggregated-lld", "adjusted-lld"]:
-    rows = of_seed[of_seed["method"] == method]
-    if rows.empty:
+for name in ordered(set(of_seed["method"])):
+    m = METHODS.get(name)
+    if m is None or m.needs_teacher:  # distillation trains on the prior: no weights of its own to show
         continue
-    w = data.weights(int(rows.iloc[0]["id"]), v)
+    w = data.weights(int(of_seed[of_seed["method"] == name].iloc[0]["id"]), v)
     if w.empty:
         continue
-    at = w["step"].min() if method in ("uniform", "aggregated-lld") else w["step"].max()
-    label = {"iterative-lld": "iterative-lld (last estimate)", "adjusted-lld": "adjusted-lld (last estimate)"}.get(method, method)
-    bars.append(w[w["step"] == at].assign(source=label))
+    at = w["step"].max() if m.shows == "last" else w["step"].min()
+    label = f"{m.label} (last estimate)" if m.shows == "last" else m.label
+    bars.append(w[w["step"] == at].assign(source=label, method=name))
 if bars:
-    st.altair_chart(charts.grouped_bars(pd.concat(bars), "source", "weight"), width="stretch")
+    st.altair_chart(charts.grouped_bars(pd.concat(bars), "source", "weight", by_method="method"), width="stretch")
 
-iterative = of_seed[of_seed["method"] == "iterative-lld"]
+pass1 = {m.aggregates: m.name for m in METHODS.values() if m.aggregates}  # pass-1 method → its aggregating method
+iterative = of_seed[of_seed["method"].isin(list(pass1))]
 if not iterative.empty:
     w = data.weights(int(iterative.iloc[0]["id"]), v)
     wide = w.pivot(index="step", columns="domain", values="weight").sort_index()
@@ -71,9 +101,19 @@ if not iterative.empty:
         steps = list(wide.index)
         jsd = pd.DataFrame([{"step_a": a, "step_b": b, "jsd": D[i, j]} for i, a in enumerate(steps) for j, b in enumerate(steps)])
         st.altair_chart(charts.heatmap(jsd, "step_a", "step_b", "jsd", "JS distance"), width="stretch")
-    agg = pd.concat([
-        pd.DataFrame({"domain": wide.columns, "weight": mc.aggregate_geometric(wide.to_numpy()), "aggregation": "geometric"}),
-        pd.DataFrame({"domain": wide.columns, "weight": mc.aggregate_arithmetic(wide.to_numpy()), "aggregation": "arithmetic"}),
-    ])
-    st.markdown("**Aggregating the per-step weights: geometric (the paper's) against arithmetic (appendix C)**")
-    st.altair_chart(charts.grouped_bars(agg, "aggregation", "weight"), width="stretch")
+    # The stored recipe says which schedule steps it aggregated: the bars use exactly those.
+    recipe = next((r for r in data.recipes(v) if (r.get("provenance") or {}).get("pass1_run_id") == int(iterative.iloc[0]["id"])), None)
+    used = (recipe or {}).get("provenance", {}).get("steps_aggregated")
+    if used:
+        wide = wide.loc[[s for s in used if s in wide.index]]
+        st.markdown(f"**Aggregating the per-step weights over the {len(wide)} steps the recipe used "
+                    f"({', '.join(map(str, wide.index))}): geometric (the paper's) against arithmetic (appendix C)**")
+    else:
+        st.markdown(f"**Aggregating all {len(wide)} stored per-step weights (no stored recipe names its steps): "
+                    "geometric (the paper's) against arithmetic (appendix C)**")
+    agg = [pd.DataFrame({"domain": wide.columns, "weight": mc.aggregate_geometric(wide.to_numpy()), "aggregation": "geometric"}),
+           pd.DataFrame({"domain": wide.columns, "weight": mc.aggregate_arithmetic(wide.to_numpy()), "aggregation": "arithmetic"})]
+    if recipe:
+        agg.append(pd.DataFrame({"domain": list(recipe["weights"]), "weight": list(recipe["weights"].values()),
+                                 "aggregation": f"stored recipe {recipe['name']}"}))
+    st.altair_chart(charts.grouped_bars(pd.concat(agg), "aggregation", "weight"), width="stretch")

@@ -1,5 +1,6 @@
 """Model map: every model and checkpoint of a corpus placed in 2-D from double-centred log-likelihood
-vectors; training runs drawn as paths toward their target."""
+vectors; training runs drawn as paths from the base toward their target. The projection is computed
+once per data version (ui_data.projection); this page only draws."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +8,6 @@ import streamlit as st
 
 import ui_charts as charts
 import ui_data as data
-from lldmix_core import mathcore as mc
 
 st.title("Model map")
 v = data.version()
@@ -15,54 +15,75 @@ corpora = data.corpora(v)
 if corpora.empty:
     st.info("No corpus yet: `lldmix corpus build-local`, or start a run.")
     st.stop()
-corpus_id = st.selectbox("Evaluation corpus", list(corpora["id"]),
-                         format_func=lambda i: corpora.set_index("id").loc[i, "name"] + f" (#{i})")
+by_id = corpora.set_index("id")
+corpus_ids = sorted(int(i) for i in corpora["id"])[::-1]  # newest first: the default
+corpus_id = st.selectbox("Evaluation corpus", corpus_ids, index=0,
+                         format_func=lambda i: f"{by_id.loc[i, 'name']} (#{i}, {by_id.loc[i, 'texts']} texts)")
 ids, L, nbytes = data.loglik_matrix(int(corpus_id), v)
 if len(ids) < 2:
     st.info("Fewer than two models have been scored on this corpus.")
     st.stop()
+projection = st.radio("Projection", ["MDS", "t-SNE"], horizontal=True,
+                      help="MDS keeps the sqrt(2·KL) distances as well as two axes can; t-SNE keeps neighbours.")
+ids, xy, K = data.projection(int(corpus_id), projection, v)
+
 models = data.models(v).set_index("id")
 runs = data.runs(v)
+run_by_id = runs.set_index("id") if not runs.empty else pd.DataFrame()
 targets = set(runs["target_model_id"].dropna().astype(int)) if not runs.empty else set()
-c1, c2 = st.columns(2)
-method = c1.radio("Projection", ["MDS", "t-SNE"], horizontal=True)
-clip = c2.slider("Clip the bottom fraction of log-likelihoods", 0.0, 0.1, 0.0, 0.01)
-K = mc.kl_matrix(L, clip=clip)  # nats/text
-D = np.sqrt(2 * K)  # ‖q_i − q_j‖ / sqrt(N): a Euclidean distance between the centred vectors
-if method == "MDS":
-    from sklearn.manifold import MDS
-
-    xy = MDS(n_components=2, metric="precomputed", init="classical_mds", random_state=0, n_init=1).fit_transform(D)
-else:
-    from sklearn.manifold import TSNE
-
-    xy = TSNE(n_components=2, metric="precomputed", init="random", random_state=0,
-              perplexity=max(1.0, min(30.0, (len(ids) - 1) / 3))).fit_transform(D)
 target_rows = [i for i, m in enumerate(ids) if m in targets]
+first_step, last_step = {}, {}
+for mid in ids:
+    m = models.loc[mid]
+    if pd.notna(m["run_id"]) and pd.notna(m["step"]):
+        r, s = int(m["run_id"]), int(m["step"])
+        first_step[r], last_step[r] = min(first_step.get(r, s), s), max(last_step.get(r, s), s)
+
 rows = []
 for i, mid in enumerate(ids):
     m = models.loc[mid]
-    run_name = ""
-    if pd.notna(m["run_id"]) and not runs.empty and int(m["run_id"]) in set(runs["id"]):
-        run_name = runs.set_index("id").loc[int(m["run_id"]), "name"]
-    role = "target" if mid in targets else ("checkpoint" if pd.notna(m["step"]) else "model")
-    rows.append({"name": m["name"], "x": xy[i, 0], "y": xy[i, 1], "run": run_name, "role": role,
-                 "step": int(m["step"]) if pd.notna(m["step"]) else -1,
+    run_id = int(m["run_id"]) if pd.notna(m["run_id"]) else None
+    run = run_by_id.loc[run_id] if run_id is not None and run_id in run_by_id.index else None
+    in_trajectory = run is not None and run["method"] != "spec" and pd.notna(m["step"])
+    if mid in targets:
+        role, series, step_label = "target", "target", "target"
+    elif in_trajectory:
+        step = int(m["step"])
+        role = ("final checkpoint" if step == last_step[run_id] else
+                "first checkpoint" if step == first_step[run_id] else "checkpoint")
+        role, series, step_label = role, run["method"], str(step)
+    elif str(m["source"]).startswith("init:") or ".base" in str(m["name"]):
+        role, series, step_label = "base", "base", "0 (base)"
+    else:
+        role, series, step_label = "other model", "other model", "—"
+    rows.append({"name": m["name"], "x": xy[i, 0], "y": xy[i, 1], "run": run["name"] if in_trajectory else "",
+                 "seed": str(int(run["seed"])) if in_trajectory and pd.notna(run["seed"]) else "—",
+                 "role": role, "series": series, "step": int(m["step"]) if pd.notna(m["step"]) else -1,
+                 "step_label": step_label, "map_label": f"{role}: {m['name']}",
                  "kl_to_target": float(K[i, target_rows[0]]) if target_rows else np.nan})
 points = pd.DataFrame(rows)
 st.altair_chart(charts.model_map(points), width="stretch")
 st.caption(f"{len(ids)} models × {L.shape[1]} texts. Distances: sqrt(2·KL) from double-centred log-likelihood "
-           "vectors (Oyama et al. 2025).")
+           "vectors (Oyama et al. 2025). Colour: the method that trained a checkpoint (the same colour on every "
+           "page); shape: the model's role; dashes: the seed. Each trajectory starts at its first checkpoint "
+           "(square) and ends at its final checkpoint (triangle)" + ("; the base is the labelled cross" if (points["role"] == "base").any()
+           else "") + ". Runs that trained alike draw on top of each other (the table below lists every trajectory). "
+           "Hover a point for its model, run, seed, step and KL.")
+
+st.subheader("Trajectories")
+traj = points[points["run"] != ""].groupby("run").agg(
+    method=("series", "first"), seed=("seed", "first"), checkpoints=("name", "count"), last_step=("step", "max"))
+finals = points[points["role"] == "final checkpoint"].set_index("run")["kl_to_target"]
+traj["final KL to target (nats/text)"] = finals.reindex(traj.index).round(4)
+st.dataframe(traj.reset_index().rename(columns={"run": "run (full name)"}), hide_index=True, width="stretch")
 
 st.subheader("KL matrix (nats/text)")
-show = [i for i, m in enumerate(ids) if models.loc[m, "step"] is None or pd.isna(models.loc[m, "step"])
-        or i in target_rows or int(models.loc[m, "step"]) == points["step"].max()]
-names = [models.loc[ids[i], "name"] for i in show]
+show = [i for i, r in points.iterrows() if r["role"] not in ("checkpoint", "first checkpoint")]
+names = [points.loc[i, "name"] for i in show]
 st.dataframe(pd.DataFrame(K[np.ix_(show, show)], index=names, columns=names).round(3), width="stretch")
 
 st.subheader("Per-domain log-likelihood (nats/token)")
 dl = data.domain_logliks(int(corpus_id), v)
 if not dl.empty:
-    keep = set(names)
-    dl = dl[dl["model"].isin(keep)]
+    dl = dl[dl["model"].isin(set(names))]
     st.altair_chart(charts.heatmap(dl, "domain", "model", "nats_per_token", "nats/token"), width="stretch")
