@@ -29,9 +29,12 @@ def _settings():
 
 
 def _store(check: bool = True):
+    from lldmix_core.db.engine import check_health
     from lldmix_core.db.store import Store
 
-    return Store.open(_settings().db_url, check=check)
+    url = _settings().db_url
+    check_health(url)  # a corrupt file is refused before anything reads or writes it
+    return Store.open(url, check=check)
 
 
 # ---------------------------------------------------------------- db
@@ -336,7 +339,16 @@ def main() -> None:
         if isinstance(e, click.exceptions.ClickException):
             e.show()
             raise SystemExit(2)
-        raise
+        from lldmix_core.cli_errors import known_error, save_trace
+
+        known = known_error(e)
+        if known is not None:
+            typer.echo(f"error: {known}", err=True)
+            raise SystemExit(known.exit_code)
+        trace = save_trace(e)
+        typer.echo(f"error: unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                   f"(a bug; full trace in {trace})", err=True)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
