@@ -226,11 +226,17 @@ def run(
     spec_path: Path = typer.Argument(..., help="Run spec (YAML), e.g. runs/quickstart.yaml."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan; train nothing."),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not track in MLflow."),
+    yes_i_mean_it: bool = typer.Option(False, "--yes-i-mean-it", help="Run settings beyond the plausibility limits."),
 ):
     """Run a declarative spec: train the target if asked, compare the methods, print the table."""
     from lldmix_core.spec import load_spec
 
+    from lldmix_core.limits import check_plausible
+
+    if yes_i_mean_it:
+        os.environ["LLDMIX_NO_LIMITS"] = "1"
     spec = load_spec(spec_path)
+    check_plausible(spec, str(spec_path))
     if no_mlflow:
         spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"mlflow": False})})
     if dry_run:
@@ -249,9 +255,13 @@ def run(
     if distributed.init_from_env() and not distributed.is_leader():
         distributed.follow()  # ranks > 0 train what rank 0 announces; only rank 0 touches the database
         return
+    from lldmix_core.identity import check_spec_identity
+
     s = _settings()
+    store = _store()
+    check_spec_identity(store, spec, str(spec_path))  # before any work
     try:
-        outcome = Engine(_store(), s).run(spec)
+        outcome = Engine(store, s).run(spec)
     finally:
         distributed.broadcast_task(None)  # releases the other ranks, also when rank 0 fails
     typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri))
@@ -315,6 +325,8 @@ def serve_app(
     """Serve the dashboard (Streamlit)."""
     import subprocess
 
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: a TCP port is between 1 and 65535")
     script = Path(__file__).resolve().parent.parent / "app" / "main.py"
     if not script.is_file():
         raise UserError(f"dashboard script {script} not found")

@@ -269,6 +269,13 @@ def _mlflow_head() -> str | None:
         return None
 
 
+def flush_before_checkpoint(step: int, checkpoint_every: int) -> bool:
+    """True at the step a resumable checkpoint follows: buffered per-step metrics must reach the
+    database and MLflow before it, or a kill after the checkpoint loses them for good (the resumed
+    run starts after them)."""
+    return (step + 1) % checkpoint_every == 0
+
+
 def make_tracker(enabled: bool, tracking_uri: str, experiment: str, artifact_root: Path) -> NullTracker:
     if not enabled:
         return NullTracker()
