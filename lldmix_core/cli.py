@@ -37,6 +37,15 @@ def _store(check: bool = True):
     return Store.open(url, check=check)
 
 
+def _verified_store():
+    """The store, after every result row's checksum is verified (before a run writes or a user reads)."""
+    from lldmix_core.db.integrity import verify_all
+
+    store = _store()
+    verify_all(store.engine)
+    return store
+
+
 # ---------------------------------------------------------------- db
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")):
@@ -258,13 +267,28 @@ def run(
     from lldmix_core.identity import check_spec_identity
 
     s = _settings()
-    store = _store()
+    store = _verified_store()
     check_spec_identity(store, spec, str(spec_path))  # before any work
+    _check_corpus_files(spec, s)
     try:
         outcome = Engine(store, s).run(spec)
     finally:
         distributed.broadcast_task(None)  # releases the other ranks, also when rank 0 fails
     typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri))
+
+
+def _check_corpus_files(spec, settings) -> None:
+    """Confine a spec's corpus paths and every file found under them (symlinks resolved) before work."""
+    if spec.corpus.local:
+        return
+    from lldmix_core.config import confine_path
+    from lldmix_core.corpus.records import corpus_files
+
+    for field in ("train", "eval"):
+        value = getattr(spec.corpus, field)
+        if value:
+            for f in corpus_files(confine_path(value, settings, f"corpus.{field}")):
+                confine_path(f.resolve(), settings, f"corpus.{field} file {f}")
 
 
 @app.command("worker")
@@ -276,7 +300,7 @@ def worker(
     """Take queued runs from the database and execute them."""
     from lldmix_core.queue import work
 
-    n = work(_store(), once=once, poll_seconds=poll, idle_exit_seconds=idle_exit)
+    n = work(_verified_store(), once=once, poll_seconds=poll, idle_exit_seconds=idle_exit)
     typer.echo(f"worker ran {n} job(s)")
 
 
@@ -294,7 +318,7 @@ def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML).")):
 @recipe_app.command("list")
 def recipe_list():
     """List recipes with their provenance."""
-    for r in _store().list_recipes():
+    for r in _verified_store().list_recipes():
         w = ", ".join(f"{d} {v:.3f}" for d, v in r["weights"].items())
         typer.echo(f"{r['id']:>4}  {r['name']:<40} {r['method']:<26} {w}")
 
@@ -308,7 +332,7 @@ def recipe_export(
     """Write a fixed recipe in a trainer's format."""
     from lldmix_core.recipes import export, render
 
-    recipe = _store().get_recipe(int(name) if name.isdigit() else name)
+    recipe = _verified_store().get_recipe(int(name) if name.isdigit() else name)
     if out is None:
         typer.echo(render(recipe, fmt), nl=False)
     else:

@@ -6,6 +6,7 @@ The engine calls a tracker without asking which one it has. MLflow's backend is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -63,8 +64,9 @@ class MlflowTracker(NullTracker):
         self._logged: dict[str, set[tuple[str, int]]] = {}  # resumed run -> (key, step) already in MLflow
         # MLflow creates and migrates a SQLite store on first contact; workers starting together
         # would race on it ("table _alembic_tmp_… already exists"), so one process at a time does it
-        with file_lock(Path(artifact_root).parent / ".mlflow-init.lock"):
-            if tracking_uri.startswith("sqlite:"):
+        local = tracking_uri.startswith("sqlite:")
+        with file_lock(Path(artifact_root).parent / ".mlflow-init.lock") if local else contextlib.nullcontext():
+            if local:
                 ensure_sqlite_store(tracking_uri, artifact_root)
             try:
                 self.client = MlflowClient(tracking_uri)

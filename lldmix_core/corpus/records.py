@@ -48,6 +48,11 @@ def _files(path: str | Path) -> list[Path]:
     return found
 
 
+def corpus_files(path: str | Path) -> list[Path]:
+    """The data files a corpus path names (a file, a folder or a glob), each confined to that folder."""
+    return _files(path)
+
+
 def _get(record: dict, dotted: str):
     cur = record
     for part in dotted.split("."):
