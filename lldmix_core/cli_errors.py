@@ -18,6 +18,10 @@ from pathlib import Path
 from lldmix_core.errors import UserError
 
 
+# spec fields whose CLI option has another name
+CLI_OPTION_NAMES = {"eval_per_domain": "per-domain", "eval_seed": "seed"}
+
+
 def known_error(e: BaseException) -> UserError | None:
     """The one-line UserError for a known exception family, or None."""
     if isinstance(e, UserError):
@@ -27,9 +31,12 @@ def known_error(e: BaseException) -> UserError | None:
     text = " ".join(str(e).split())
     if module.startswith("pydantic") and name == "ValidationError":
         first = e.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "option"
-        return UserError(f"option {field.replace('_', '-')}: {first['msg'].removeprefix('Value error, ')} "
-                         f"(got {first.get('input')!r})")
+        field = ".".join(str(p) for p in first["loc"])
+        got = first.get("input")
+        got = "" if isinstance(got, dict) else f" (got {got!r})"
+        option = CLI_OPTION_NAMES.get(field, field.replace("_", "-"))
+        where = f"{field} (option --{option}): " if field else ""
+        return UserError(f"invalid value: {where}{first['msg'].removeprefix('Value error, ')}{got}")
     if module.startswith("sqlalchemy"):
         return _database_error(e, text)
     if module.startswith("sqlite3"):
@@ -49,6 +56,8 @@ def known_error(e: BaseException) -> UserError | None:
         return UserError(f"no space left on the device writing {e.filename or 'a file'}")
     if isinstance(e, OSError) and e.errno == errno.EROFS:
         return UserError(f"read-only file system: {e.filename or text}")
+    if isinstance(e, OSError) and e.errno is None and text:  # a library's own message (e.g. a model folder)
+        return UserError(text)
     if isinstance(e, (NotADirectoryError, IsADirectoryError)):
         return UserError(f"{e.filename}: {e.strerror}")
     return None
