@@ -46,6 +46,15 @@ def _verified_store():
     return store
 
 
+def _writable_store():
+    """The verified store, refused up front when this process cannot write it."""
+    from lldmix_core.db.engine import check_writable
+
+    store = _verified_store()
+    check_writable(_settings().db_url)
+    return store
+
+
 # ---------------------------------------------------------------- db
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")):
@@ -267,7 +276,7 @@ def run(
     from lldmix_core.identity import check_spec_identity
 
     s = _settings()
-    store = _verified_store()
+    store = _writable_store()
     check_spec_identity(store, spec, str(spec_path))  # before any work
     _check_corpus_files(spec, s)
     try:
@@ -300,7 +309,7 @@ def worker(
     """Take queued runs from the database and execute them."""
     from lldmix_core.queue import work
 
-    n = work(_verified_store(), once=once, poll_seconds=poll, idle_exit_seconds=idle_exit)
+    n = work(_writable_store(), once=once, poll_seconds=poll, idle_exit_seconds=idle_exit)
     typer.echo(f"worker ran {n} job(s)")
 
 

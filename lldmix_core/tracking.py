@@ -17,6 +17,7 @@ from typing import Mapping
 
 from lldmix_core.atomic import file_lock
 from lldmix_core.errors import UserError
+from lldmix_core.faults import fault_point
 
 
 class NullTracker:
@@ -221,6 +222,7 @@ def ensure_sqlite_store(uri: str, artifact_root: Path) -> None:
 
     store = SqlAlchemyStore(f"sqlite:///{tmp}", Path(artifact_root).resolve().as_uri())
     store.engine.dispose()
+    fault_point("mlflow_init")  # the store exists under its temp name only
     conn = sqlite3.connect(tmp)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

@@ -33,7 +33,7 @@ def make_engine(url: str) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
-            _sqlite_folder(Path(u.database), url)
+            _sqlite_folder(sqlite_path(url), url)
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -51,6 +51,44 @@ def make_engine(url: str) -> Engine:
     if u.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True)
     raise UserError(f"database URL {redact(url)}: use sqlite:///… or postgresql://…")
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a SQLite URL (`sqlite:///file:PATH?mode=ro&uri=true` included)."""
+    u = make_url(normalise_url(url))
+    db = u.database or ""
+    if u.query.get("uri") in ("true", "1") and db.startswith("file:"):
+        db = db[len("file:"):]
+    return Path(db)
+
+
+def check_writable(url: str) -> None:
+    """Refuse a database this process cannot write before a run starts work (SQLite: take and drop
+    the write lock; nothing is changed)."""
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() != "sqlite":
+        return
+    raw = make_engine(url).raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("DELETE FROM alembic_version WHERE 0")  # a write that touches no row
+            finally:
+                cur.execute("ROLLBACK")
+        except Exception as e:  # noqa: BLE001 - classified below
+            low = str(e).lower()
+            if "readonly" in low or "read-only" in low:
+                raise UserError(f"database {redact(url)} is read-only: make the file and its folder writable "
+                                "(nothing was written)") from None
+            if "locked" in low:
+                raise UserError(f"database {redact(url)} is locked by another process (retry when it finishes)") from None
+            raise
+        finally:
+            cur.close()
+    finally:
+        raw.close()
 
 
 def _sqlite_folder(db: Path, url: str) -> None:
@@ -81,9 +119,9 @@ def check_health(url: str) -> None:
         with make_engine(url).connect() as conn:
             conn.execute(text("SELECT 1"))
         return
-    if not u.database or u.database == ":memory:" or not Path(u.database).is_file():
+    if not u.database or u.database == ":memory:" or not sqlite_path(url).is_file():
         return
-    path = Path(u.database)
+    path = sqlite_path(url)
     bad = None
     try:
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
