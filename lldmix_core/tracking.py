@@ -199,6 +199,7 @@ def ensure_sqlite_store(uri: str, artifact_root: Path) -> None:
     runs) is moved aside with a message and created afresh. Call under the init lock."""
     import sqlite3
     import sys
+    import time
 
     from sqlalchemy.engine import make_url
 
@@ -207,7 +208,7 @@ def ensure_sqlite_store(uri: str, artifact_root: Path) -> None:
         return
     path = Path(db).absolute()
     if path.is_file() and _half_created(path):
-        aside = path.with_name(f"{path.name}.half-created-{int(__import__('time').time())}")
+        aside = path.with_name(f"{path.name}.half-created-{int(time.time())}")
         os.replace(path, aside)
         print(f"MLflow store {path} was left half-created by a killed run (no runs in it): moved to {aside.name}, "
               "creating it again", file=sys.stderr)
@@ -258,7 +259,6 @@ def _half_created(path: Path) -> bool:
         return True  # an empty file (killed before the first table)
     if not version:
         return True
-    from mlflow.store.db.utils import _get_alembic_config  # noqa: F401 - presence check only
     head = _mlflow_head()
     return head is not None and version[0][0] != head and "experiments" in tables
 
