@@ -29,9 +29,30 @@ def _settings():
 
 
 def _store(check: bool = True):
+    from lldmix_core.db.engine import check_health
     from lldmix_core.db.store import Store
 
-    return Store.open(_settings().db_url, check=check)
+    url = _settings().db_url
+    check_health(url)  # a corrupt file is refused before anything reads or writes it
+    return Store.open(url, check=check)
+
+
+def _verified_store():
+    """The store, after every result row's checksum is verified (before a run writes or a user reads)."""
+    from lldmix_core.db.integrity import verify_all
+
+    store = _store()
+    verify_all(store.engine)
+    return store
+
+
+def _writable_store():
+    """The verified store, refused up front when this process cannot write it."""
+    from lldmix_core.db.engine import check_writable
+
+    store = _verified_store()
+    check_writable(_settings().db_url)
+    return store
 
 
 # ---------------------------------------------------------------- db
@@ -263,11 +284,17 @@ def run(
     spec_path: Path = typer.Argument(..., help="Run spec (YAML), e.g. runs/quickstart.yaml."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan; train nothing."),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not track in MLflow."),
+    yes_i_mean_it: bool = typer.Option(False, "--yes-i-mean-it", help="Run settings beyond the plausibility limits."),
 ):
     """Run a declarative spec: train the target if asked, compare the methods, print the table."""
     from lldmix_core.spec import load_spec
 
+    from lldmix_core.limits import check_plausible
+
+    if yes_i_mean_it:
+        os.environ["LLDMIX_NO_LIMITS"] = "1"
     spec = load_spec(spec_path)
+    check_plausible(spec, str(spec_path))
     if no_mlflow:
         spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"mlflow": False})})
     if dry_run:
@@ -286,12 +313,31 @@ def run(
     if distributed.init_from_env() and not distributed.is_leader():
         distributed.follow()  # ranks > 0 train what rank 0 announces; only rank 0 touches the database
         return
+    from lldmix_core.identity import check_spec_identity
+
     s = _settings()
+    store = _writable_store()
+    check_spec_identity(store, spec, str(spec_path))  # before any work
+    _check_corpus_files(spec, s)
     try:
-        outcome = Engine(_store(), s).run(spec)
+        outcome = Engine(store, s).run(spec)
     finally:
         distributed.broadcast_task(None)  # releases the other ranks, also when rank 0 fails
     typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri))
+
+
+def _check_corpus_files(spec, settings) -> None:
+    """Confine a spec's corpus paths and every file found under them (symlinks resolved) before work."""
+    if spec.corpus.local:
+        return
+    from lldmix_core.config import confine_path
+    from lldmix_core.corpus.records import corpus_files
+
+    for field in ("train", "eval"):
+        value = getattr(spec.corpus, field)
+        if value:
+            for f in corpus_files(confine_path(value, settings, f"corpus.{field}")):
+                confine_path(f.resolve(), settings, f"corpus.{field} file {f}")
 
 
 @app.command("worker")
@@ -303,7 +349,7 @@ def worker(
     """Take queued runs from the database and execute them."""
     from lldmix_core.queue import work
 
-    n = work(_store(), once=once, poll_seconds=poll, idle_exit_seconds=idle_exit)
+    n = work(_writable_store(), once=once, poll_seconds=poll, idle_exit_seconds=idle_exit)
     typer.echo(f"worker ran {n} job(s)")
 
 
@@ -321,7 +367,7 @@ def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML).")):
 @recipe_app.command("list")
 def recipe_list():
     """List recipes with their provenance."""
-    for r in _store().list_recipes():
+    for r in _verified_store().list_recipes():
         w = ", ".join(f"{d} {v:.3f}" for d, v in r["weights"].items())
         typer.echo(f"{r['id']:>4}  {r['name']:<40} {r['method']:<26} {w}")
 
@@ -335,7 +381,7 @@ def recipe_export(
     """Write a fixed recipe in a trainer's format."""
     from lldmix_core.recipes import export, render
 
-    recipe = _store().get_recipe(int(name) if name.isdigit() else name)
+    recipe = _verified_store().get_recipe(int(name) if name.isdigit() else name)
     if out is None:
         typer.echo(render(recipe, fmt), nl=False)
     else:
@@ -352,6 +398,8 @@ def serve_app(
     """Serve the dashboard (Streamlit)."""
     import subprocess
 
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: a TCP port is between 1 and 65535")
     script = Path(__file__).resolve().parent.parent / "app" / "main.py"
     if not script.is_file():
         raise UserError(f"dashboard script {script} not found")
@@ -411,7 +459,16 @@ def main() -> None:
         if isinstance(e, click.exceptions.ClickException):
             e.show()
             raise SystemExit(2)
-        raise
+        from lldmix_core.cli_errors import known_error, save_trace
+
+        known = known_error(e)
+        if known is not None:
+            typer.echo(f"error: {known}", err=True)
+            raise SystemExit(known.exit_code)
+        trace = save_trace(e)
+        typer.echo(f"error: unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                   f"(a bug; full trace in {trace})", err=True)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

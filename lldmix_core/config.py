@@ -54,6 +54,8 @@ def _roots(var: str) -> tuple[Path, ...]:
 
 def get_settings() -> Settings:
     home = Path(os.environ.get("LLDMIX_HOME") or ".lldmix").expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        raise UserError(f"LLDMIX_HOME={home} is not a folder: point it at a folder (it is created if missing)")
     db_url = os.environ.get("LLDMIX_DB_URL") or f"sqlite:///{home / 'lldmix.db'}"
     mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     if mlflow_uri.startswith("sqlite:") and mlflow_uri == db_url:

@@ -33,7 +33,7 @@ from lldmix_core.scoring import score_texts
 from lldmix_core.spec import DISTILL_METHODS, ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
-from lldmix_core.tracking import NullTracker, make_tracker
+from lldmix_core.tracking import NullTracker, flush_before_checkpoint, make_tracker
 from lldmix_core.train import TrainConfig, train
 
 ProgressFn = Callable[[float, str], None]
@@ -439,7 +439,7 @@ class Engine(StageClaims, LLDStages):
         def on_step(step: int, loss: float, lr: float, domain: str):
             self._heartbeat(claim)
             pending.append((step, loss, lr))
-            if len(pending) >= 25 or step + 1 == steps:
+            if len(pending) >= 25 or step + 1 == steps or flush_before_checkpoint(step, spec.training.checkpoint_every):
                 for s, l, r in pending:
                     self.tracker.log_metrics(mlflow_id, {"train_loss": l, "lr": r}, s)
                 self.store.save_metrics_many(run_id, [(s, {"train_loss": l, "lr": r}) for s, l, r in pending])

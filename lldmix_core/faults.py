@@ -7,7 +7,8 @@ default) and `enospc` (raise OSError ENOSPC, "No space left on device"). Unset â
 `fault_point` is one dict lookup. Points: `train_step` (after backward, before the optimizer step),
 `score_batch` (before each scoring batch), `db_commit` (inside a writing transaction, its writes
 sent, before COMMIT), `file_write` (half of a file's bytes written to its temp name, before fsync
-and rename).
+and rename), `mlflow_init` (MLflow's SQLite store created and migrated under its temp name, before
+the rename into place).
 """
 
 from __future__ import annotations

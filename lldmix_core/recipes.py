@@ -21,7 +21,10 @@ import csv
 import io
 import json
 import math
+import os
 import re
+import stat
+from pathlib import Path
 
 import yaml
 
@@ -172,5 +175,27 @@ def download_name(recipe: dict, fmt: str) -> str:
     return safe_filename(recipe["name"]) + FILE_TYPES[fmt][0]
 
 
+def check_export_target(path) -> Path:
+    """Refuse any target that is not a regular file or a new name in an existing folder: a folder, a
+    symlink, a device, a FIFO or a socket is never renamed over (`--out /dev/null` as root would
+    replace the device)."""
+    p = Path(path)
+    if str(path).endswith(("/", os.sep)) or p.is_dir():
+        raise UserError(f"--out {path}: is a folder; give a file name (e.g. {p / 'recipe.json'})")
+    try:
+        st = p.lstat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file (a device, FIFO or socket)"
+        raise UserError(f"--out {path}: is {kind}; refusing to replace it (write to a regular file)")
+    if not p.parent.is_dir():
+        raise UserError(f"--out {path}: folder {p.parent} does not exist")
+    return p
+
+
 def export(recipe: dict, fmt: str, path) -> None:
-    atomic_write_bytes(path, render(recipe, fmt).encode())
+    """Write the recipe to `path` (a regular file) through a temp file in the same folder."""
+    text = render(recipe, fmt).encode()  # bad formats fail before anything is written
+    p = check_export_target(path)
+    atomic_write_bytes(p, text)

@@ -11,12 +11,13 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lldmix_core.errors import UserError
+from lldmix_core.limits import MAX_DESCRIPTION_CHARS, MAX_SEED
 
 MIXTURE_METHODS = ("uniform", "fixed", "iterative-lld", "adjusted-lld", "aggregated-lld")
 DISTILL_METHODS = ("distill-kl", "distill-kl+ce", "distill-reverse-kl", "distill-amid", "distill-ttm", "distill-wttm")
@@ -45,7 +46,7 @@ class CorpusSpec(_Strict):
     eval_total: int | None = Field(None, ge=1)  # sample this many texts in proportion to the corpus instead
     max_bytes: int = Field(1024, ge=16)
     min_bytes: int = Field(256, ge=0)
-    eval_seed: int = 42
+    eval_seed: int = Field(42, ge=0, le=MAX_SEED)
 
     @model_validator(mode="before")
     @classmethod
@@ -97,12 +98,19 @@ class OptimSpec(_Strict):
     grad_clip: float = Field(1.0, ge=0)  # 0 = off
     checkpoint_every: int = Field(100, ge=1)  # steps between resumable checkpoints
 
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v):
+        if not all(math.isfinite(b) and 0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"AdamW betas must each be in [0, 1), got {list(v)}")
+        return v
+
 
 class TrainedModelSpec(_Strict):
     """A NanoGPT trained first with fixed domain weights (e.g. the CodeNanoGPT target)."""
 
     steps: int = Field(..., ge=1)
-    seed: int = 1234
+    seed: int = Field(1234, ge=0, le=MAX_SEED)
     weights: dict[str, float] | None = None  # explicit mixture (normalised); default uniform
     multipliers: dict[str, float] = Field(default_factory=dict)  # uniform × these factors, renormalised
     lr: float | None = Field(None, gt=0)  # default: training.lr
@@ -242,8 +250,8 @@ class TrackingSpec(_Strict):
 
 class RunSpec(_Strict):
     name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str = ""
-    seeds: tuple[int, ...] = (0,)
+    description: str = Field("", max_length=MAX_DESCRIPTION_CHARS)
+    seeds: tuple[Annotated[int, Field(ge=0, le=MAX_SEED)], ...] = (0,)
     tokenizer: str = "bytes"
     corpus: CorpusSpec = CorpusSpec()
     arch: ArchSpec = ArchSpec()
@@ -270,6 +278,10 @@ class RunSpec(_Strict):
             raise ValueError("distillation needs a target model")
         if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
             raise ValueError("seeds: give distinct seeds")
+        if self.eval_steps != "schedule":
+            outside = [s for s in self.eval_steps if not 0 <= s <= self.training.steps]
+            if outside:
+                raise ValueError(f"eval_steps: {outside} outside the run (steps 0 to {self.training.steps})")
         return self
 
     # --- identity -----------------------------------------------------------------------------
@@ -309,9 +321,30 @@ def parse_spec(data: object, source: str = "spec") -> RunSpec:
         raise UserError(_format_error(e, source)) from None
 
 
+class _NoDuplicatesLoader(yaml.SafeLoader):
+    """YAML SafeLoader that refuses a mapping key given twice (PyYAML keeps the last silently)."""
+
+
+def _mapping_no_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            dup = key in seen
+            seen.add(key)
+        except TypeError:  # unhashable key: let the normal constructor report it
+            continue
+        if dup:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_NoDuplicatesLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_no_duplicates)
+
+
 def load_spec_text(text: str, source: str = "spec") -> RunSpec:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoDuplicatesLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark is not None else ""

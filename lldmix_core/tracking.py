@@ -6,7 +6,9 @@ The engine calls a tracker without asking which one it has. MLflow's backend is 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import math
 import os
 import subprocess
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Mapping
 
 from lldmix_core.atomic import file_lock
+from lldmix_core.errors import UserError
+from lldmix_core.faults import fault_point
 
 
 class NullTracker:
@@ -72,22 +76,35 @@ class MlflowTracker(NullTracker):
         self._mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri)
         self.tracking_uri = tracking_uri
+        self._logged: dict[str, set[tuple[str, int]]] = {}  # resumed run -> (key, step) already in MLflow
         # MLflow creates and migrates a SQLite store on first contact; workers starting together
         # would race on it ("table _alembic_tmp_… already exists"), so one process at a time does it
-        with file_lock(Path(artifact_root).parent / ".mlflow-init.lock"):
-            self.client = MlflowClient(tracking_uri)
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                artifact_root.mkdir(parents=True, exist_ok=True)
-                exp_id = self.client.create_experiment(
-                    experiment, artifact_location=(artifact_root / experiment).resolve().as_uri())
-            else:
-                exp_id = exp.experiment_id
+        local = tracking_uri.startswith("sqlite:")
+        with file_lock(Path(artifact_root).parent / ".mlflow-init.lock") if local else contextlib.nullcontext():
+            if local:
+                ensure_sqlite_store(tracking_uri, artifact_root)
+            try:
+                self.client = MlflowClient(tracking_uri)
+                exp = self.client.get_experiment_by_name(experiment)
+                if exp is None:
+                    artifact_root.mkdir(parents=True, exist_ok=True)
+                    exp_id = self.client.create_experiment(
+                        experiment, artifact_location=experiment_artifact_dir(artifact_root, experiment).as_uri())
+                else:
+                    exp_id = exp.experiment_id
+            except UserError:
+                raise
+            except Exception as e:  # noqa: BLE001 - unreachable server, refused connection, bad store
+                if tracking_uri.startswith(("http:", "https:")):
+                    raise UserError(f"MLflow tracking server {tracking_uri} did not answer "
+                                    f"({type(e).__name__}, within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT')} s "
+                                    "per try): start it, fix MLFLOW_TRACKING_URI, or run with --no-mlflow") from None
+                raise
         self.experiment_id = exp_id
 
     @staticmethod
     def _clean_params(params: Mapping) -> dict:
-        return {str(k)[:250]: str(v)[:6000] for k, v in params.items()}
+        return {metric_key(str(k))[:250]: str(v)[:6000] for k, v in params.items()}
 
     def start_parent(self, name, params, tags=None):
         params = parent_params(name, params)
@@ -100,6 +117,7 @@ class MlflowTracker(NullTracker):
     def start_child(self, parent_id, name, params, tags=None, run_id=None):
         if run_id is not None:  # resuming: keep logging into the same MLflow run
             self.client.update_run(run_id, status="RUNNING")
+            self._logged[run_id] = self._history(run_id)
             return run_id
         if parent_id:
             params = child_params(self._parent_params(parent_id), params)
@@ -119,9 +137,19 @@ class MlflowTracker(NullTracker):
         import time
 
         now = int(time.time() * 1000)
-        ms = [Metric(_metric_key(k), float(v), now, int(step)) for k, v in metrics.items() if math.isfinite(float(v))]
+        done = self._logged.get(run_id, set())
+        ms = [Metric(metric_key(k), float(v), now, int(step)) for k, v in metrics.items()
+              if math.isfinite(float(v)) and (metric_key(k), int(step)) not in done]
         if run_id and ms:
             self.client.log_batch(run_id, metrics=ms)
+
+    def _history(self, run_id: str) -> set[tuple[str, int]]:
+        """(key, step) pairs a resumed run already holds, so a re-done step is not logged twice."""
+        run = self.client.get_run(run_id)
+        out: set[tuple[str, int]] = set()
+        for key in run.data.metrics:
+            out.update((key, m.step) for m in self.client.get_metric_history(run_id, key))
+        return out
 
     def log_dict(self, run_id, data, path):
         if run_id:
@@ -255,13 +283,127 @@ def _params(d: dict):
     return [Param(k, v) for k, v in d.items()]
 
 
-def _metric_key(key: str) -> str:
-    # MLflow keys allow alphanumerics, _ - . space / ; domain names may hold other characters
-    return "".join(c if (c.isalnum() or c in "_-. /") else "_" for c in key)
+def metric_key(key: str) -> str:
+    """An MLflow-safe key for `key` (which may embed domain names, i.e. data): ASCII alphanumerics and
+    `_ - . /` and space only, no empty, `.` or `..` path segment. A key that had to change gets a
+    short hash of the original, so two domains never share a key ("C++" and "C__" stay apart)."""
+    cleaned = "".join(c if (c.isascii() and (c.isalnum() or c in "_-. /")) else "_" for c in key)
+    segments = [seg if seg.strip(".") and seg.strip() else seg.replace(".", "_") or "_" for seg in cleaned.split("/")]
+    cleaned = "/".join(segments)
+    if cleaned == key:
+        return key
+    return f"{cleaned}~{hashlib.sha256(key.encode()).hexdigest()[:8]}".replace("~", "-")
+
+
+def experiment_artifact_dir(artifact_root: Path, experiment: str) -> Path:
+    """The folder of an experiment's artifacts: always a direct child of `artifact_root`, whatever
+    the name holds (`../../x`, `/abs`, non-ASCII)."""
+    from lldmix_core.recipes import safe_filename
+
+    root = Path(artifact_root).resolve()
+    folder = safe_filename(experiment)
+    if folder != experiment:
+        folder = f"{folder}-{hashlib.sha256(experiment.encode()).hexdigest()[:8]}"
+    path = (root / folder).resolve()
+    if path.parent != root:
+        raise UserError(f"tracking.experiment {experiment!r}: its artifact folder would leave {root}")
+    return path
+
+
+def ensure_sqlite_store(uri: str, artifact_root: Path) -> None:
+    """Make MLflow's first contact with a SQLite store safe to kill: the store is created and migrated
+    under a temp name in the same folder and renamed into place, so `mlflow.db` is either absent or
+    complete. A store left half-created by an older version (tables but no finished migration, and no
+    runs) is moved aside with a message and created afresh. Call under the init lock."""
+    import sqlite3
+    import sys
+    import time
+
+    from sqlalchemy.engine import make_url
+
+    db = make_url(uri).database
+    if not db or db == ":memory:":
+        return
+    path = Path(db).absolute()
+    if path.is_file() and _half_created(path):
+        aside = path.with_name(f"{path.name}.half-created-{int(time.time())}")
+        os.replace(path, aside)
+        print(f"MLflow store {path} was left half-created by a killed run (no runs in it): moved to {aside.name}, "
+              "creating it again", file=sys.stderr)
+    if path.is_file():
+        return
+    if not path.parent.is_dir():
+        raise UserError(f"MLFLOW_TRACKING_URI {uri}: folder {path.parent} does not exist (create it first)")
+    for stale in path.parent.glob(f".{path.name}.init-*"):
+        stale.unlink(missing_ok=True)  # a temp store of a killed first contact (we hold the lock)
+    tmp = path.with_name(f".{path.name}.init-{os.getpid()}")
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{tmp}", Path(artifact_root).resolve().as_uri())
+    store.engine.dispose()
+    fault_point("mlflow_init")  # the store exists under its temp name only
+    conn = sqlite3.connect(tmp)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    for extra in ("-wal", "-shm", "-journal"):
+        Path(f"{tmp}{extra}").unlink(missing_ok=True)
+
+
+def _half_created(path: Path) -> bool:
+    """True for an MLflow SQLite file whose creation was interrupted: some tables, no completed
+    migration record, and no runs."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = conn.execute("SELECT version_num FROM alembic_version").fetchall() \
+                if "alembic_version" in tables else []
+            has_runs = "runs" in tables and conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return False  # not ours to judge: MLflow reports it
+    if has_runs:
+        return False
+    if not tables:
+        return True  # an empty file (killed before the first table)
+    if not version:
+        return True
+    head = _mlflow_head()
+    return head is not None and version[0][0] != head and "experiments" in tables
+
+
+def _mlflow_head() -> str | None:
+    try:
+        from alembic.script import ScriptDirectory
+        from mlflow.store.db.utils import _get_alembic_config
+
+        return ScriptDirectory.from_config(_get_alembic_config("sqlite://")).get_current_head()
+    except Exception:  # noqa: BLE001 - then only the missing-version test applies
+        return None
+
+
+def flush_before_checkpoint(step: int, checkpoint_every: int) -> bool:
+    """True at the step a resumable checkpoint follows: buffered per-step metrics must reach the
+    database and MLflow before it, or a kill after the checkpoint loses them for good (the resumed
+    run starts after them)."""
+    return (step + 1) % checkpoint_every == 0
 
 
 def make_tracker(enabled: bool, tracking_uri: str, experiment: str, artifact_root: Path) -> NullTracker:
     if not enabled:
         return NullTracker()
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    # an unreachable tracking server fails within about a minute instead of hanging (the user may override)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     return MlflowTracker(tracking_uri, experiment, artifact_root)

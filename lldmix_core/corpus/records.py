@@ -27,16 +27,30 @@ def _files(path: str | Path) -> list[Path]:
     p = Path(path)
     if any(c in str(path) for c in "*?["):
         found = sorted(Path(f) for f in glob.glob(str(path), recursive=True))
+        base = Path(str(path).split("*")[0].split("?")[0].split("[")[0] or ".")
+        base = base if base.is_dir() else base.parent
     elif p.is_dir():
         found = sorted(f for f in p.rglob("*") if f.is_file())
+        base = p
     elif p.is_file():
         return [p]
     else:
         raise UserError(f"corpus file {p} does not exist")
     found = [f for f in found if f.name.endswith(JSON_SUFFIXES + (".parquet",))]
+    root = base.resolve()
+    for f in found:  # a symlink inside the folder must not import a file from elsewhere
+        real = f.resolve()
+        if real != root and root not in real.parents:
+            raise UserError(f"corpus file {f} resolves to {real}, outside the corpus folder {root}: "
+                            "copy the file in instead of linking it")
     if not found:
         raise UserError(f"corpus {path}: no .jsonl, .jsonl.zst or .parquet files found")
     return found
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """The data files a corpus path names (a file, a folder or a glob), each confined to that folder."""
+    return _files(path)
 
 
 def _get(record: dict, dotted: str):

@@ -33,7 +33,7 @@ def make_engine(url: str) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            _sqlite_folder(sqlite_path(url), url)
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -51,6 +51,93 @@ def make_engine(url: str) -> Engine:
     if u.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True)
     raise UserError(f"database URL {redact(url)}: use sqlite:///… or postgresql://…")
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a SQLite URL (`sqlite:///file:PATH?mode=ro&uri=true` included)."""
+    u = make_url(normalise_url(url))
+    db = u.database or ""
+    if u.query.get("uri") in ("true", "1") and db.startswith("file:"):
+        db = db[len("file:"):]
+    return Path(db)
+
+
+def check_writable(url: str) -> None:
+    """Refuse a database this process cannot write before a run starts work (SQLite: take and drop
+    the write lock; nothing is changed)."""
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() != "sqlite":
+        return
+    raw = make_engine(url).raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("DELETE FROM alembic_version WHERE 0")  # a write that touches no row
+            finally:
+                cur.execute("ROLLBACK")
+        except Exception as e:  # noqa: BLE001 - classified below
+            low = str(e).lower()
+            if "readonly" in low or "read-only" in low:
+                raise UserError(f"database {redact(url)} is read-only: make the file and its folder writable "
+                                "(nothing was written)") from None
+            if "locked" in low:
+                raise UserError(f"database {redact(url)} is locked by another process (retry when it finishes)") from None
+            raise
+        finally:
+            cur.close()
+    finally:
+        raw.close()
+
+
+def _sqlite_folder(db: Path, url: str) -> None:
+    """Create the folder of the default database (inside LLDMIX_HOME) only; refuse any other missing
+    folder instead of creating it (a typo in LLDMIX_DB_URL must not create /nonexistent/dir)."""
+    import os
+
+    folder = db.expanduser().absolute().parent
+    if folder.is_dir():
+        return
+    home = Path(os.environ.get("LLDMIX_HOME") or ".lldmix").expanduser().resolve()
+    if folder.resolve() == home:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    what = "is not a folder" if folder.exists() else "does not exist"
+    raise UserError(f"database URL {redact(url)}: folder {folder} {what} (create it first)")
+
+
+def check_health(url: str) -> None:
+    """Refuse a corrupt SQLite file before anything writes to it (`PRAGMA quick_check`, opened
+    read-only so the check itself changes nothing); PostgreSQL: a connection and `SELECT 1`."""
+    import sqlite3
+
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() != "sqlite":
+        from sqlalchemy import text
+
+        with make_engine(url).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return
+    if not u.database or u.database == ":memory:" or not sqlite_path(url).is_file():
+        return
+    path = sqlite_path(url)
+    bad = None
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+        if [r[0] for r in rows] != ["ok"]:
+            bad = f"{rows[0][0]}" + (f" and {len(rows) - 1} more problems" if len(rows) > 1 else "")
+    except sqlite3.DatabaseError as e:
+        if "locked" in str(e).lower():
+            raise UserError(f"database {redact(url)} is locked by another process (retry when it finishes)") from None
+        bad = str(e)
+    if bad is not None:
+        raise UserError(f"database {redact(url)} is corrupt (quick_check: {bad}): nothing was written; restore it "
+                        "from a backup or move it away and run `lldmix db upgrade`")
 
 
 def alembic_config(url: str):

@@ -9,6 +9,7 @@ nats/byte; KL results carry both nats/text and bits/byte.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -26,6 +27,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from lldmix_core.db import integrity
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -191,6 +194,7 @@ class WeightEstimate(Base):
     weight: Mapped[float] = mapped_column(Float)
     tau: Mapped[float | None] = mapped_column(Float)
     method: Mapped[str] = mapped_column(String(50))
+    checksum: Mapped[str | None] = mapped_column(String(64), default=integrity.column_default("weight_estimates"))
 
 
 class KLResult(Base):
@@ -219,6 +223,7 @@ class KLResult(Base):
     stderr_bits_per_byte: Mapped[float | None] = mapped_column(Float)
     n_samples: Mapped[int | None] = mapped_column(Integer)
     clip_threshold: Mapped[float | None] = mapped_column(Float)
+    checksum: Mapped[str | None] = mapped_column(String(64), default=integrity.column_default("kl_results"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -244,6 +249,7 @@ class Recipe(Base):
     weights: Mapped[dict] = mapped_column()  # {domain: weight}
     provenance: Mapped[dict] = mapped_column(default=dict)  # base, target, tau, steps, corpus hash
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    checksum: Mapped[str | None] = mapped_column(String(64), default=integrity.column_default("recipes"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -260,3 +266,6 @@ class Stage(Base):
     owner: Mapped[str | None] = mapped_column(String(200))  # "host:pid" of the claiming worker
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+integrity.install(sys.modules[__name__])  # checksum events on result rows (issue 16)
