@@ -30,7 +30,8 @@ from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core.distributed import broadcast_task, describe_task
 from lldmix_core.scoring import score_texts
-from lldmix_core.spec import DISTILL_METHODS, ModelRef, RunSpec, content_hash
+from lldmix_core.methods import METHODS
+from lldmix_core.spec import ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
 from lldmix_core.tracking import NullTracker, make_tracker
@@ -116,7 +117,7 @@ class Engine(StageClaims, LLDStages):
             target_lm, target_id, out.truth = self._target(spec, corpus)
             out.target_name = self.store.get_model(target_id).name
             target_scores = score_model(self.store, target_lm, target_id, corpus.info.id, corpus.texts)
-            self._teacher = target_lm if any(m in DISTILL_METHODS for m in spec.methods) else None
+            self._teacher = target_lm if any(METHODS[m].needs_teacher for m in spec.methods) else None
             self._downstream_target = self._downstream(spec, target_lm, parent_id, 0, "target") \
                 if spec.downstream.tasks else None
             del target_lm
@@ -129,7 +130,7 @@ class Engine(StageClaims, LLDStages):
                 outcome = self._run_method(spec, corpus, seed, method, tau, parent_id, mlflow_parent, target_id,
                                            target_scores)
                 out.runs.append(outcome)
-                if method == "aggregated-lld" and tau == spec.lld.taus[0]:
+                if METHODS[method].mixture == "aggregate" and tau == spec.lld.taus[0]:
                     out.recipes[seed] = outcome.weights
             self.store.finish_run(parent_id, status="finished")
             self.tracker.end(mlflow_parent)
@@ -153,7 +154,7 @@ class Engine(StageClaims, LLDStages):
         for role in ("target", "base"):  # models named in the spec must exist before a run row is written
             if getattr(spec, role).model is not None:
                 self.store.get_model(getattr(spec, role).model)
-        if any(m in DISTILL_METHODS for m in spec.methods):
+        if any(METHODS[m].needs_teacher for m in spec.methods):
             ref, base_tok = spec.target, get_tokenizer(spec.tokenizer)
             if ref.model is not None:
                 info = self.store.get_model(ref.model)
@@ -311,7 +312,7 @@ class Engine(StageClaims, LLDStages):
         key = content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
                             "target": target_id, "corpus": corpus.info.content_hash,
                             # v2: the student normalised over its padded rows (runs of v1 are not reused)
-                            **({"distill_loss": 2} if method in DISTILL_METHODS else {})})
+                            **({"distill_loss": 2} if METHODS[method].needs_teacher else {})})
         name = f"{spec.name}.{method}.seed{seed}" + (f".tau{tau_setting}" if len(spec.lld.taus) > 1 and tau_setting is not None else "")
         existing = [r for r in self.store.list_runs(parent_id=parent_id) if r.key == key]
         if existing and existing[0].status == "finished":
@@ -335,26 +336,23 @@ class Engine(StageClaims, LLDStages):
         prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
         steps = spec.training.steps
         schedule = set(mc.lld_schedule(steps))
-        iterative = method in ("iterative-lld", "adjusted-lld")
+        M = METHODS[method]
+        iterative = M.iterative
         # KL is measured at `kl_steps`; iterative methods are also called at every schedule step to re-weight
         kl_steps = (schedule if spec.eval_steps == "schedule" else set(spec.eval_steps)) | {steps}
         eval_steps = sorted(kl_steps | (schedule if iterative else set()))
         sub = subsample(corpus, spec.lld.estimate_texts_per_domain, seed) if iterative else None
         tau = None
         loss_fn = None
-        if method == "uniform":
-            weights = prior
-        elif method == "fixed":
+        drawn_from = METHODS.get(spec.distill.mixture) if M.needs_teacher else None
+        if M.mixture == "recipe":
             weights = mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe")
-        elif method == "aggregated-lld":
+        elif M.mixture == "aggregate":
             weights, tau = self._aggregate(spec, corpus, parent_id, seed, tau_setting)
-        elif method in DISTILL_METHODS:
-            if spec.distill.mixture == "aggregated-lld":
-                weights, _ = self._aggregate(spec, corpus, parent_id, seed, spec.lld.taus[0])
-            else:
-                weights = prior
+        elif drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
+            weights, _ = self._aggregate(spec, corpus, parent_id, seed, spec.lld.taus[0])
         else:
-            weights = prior  # replaced at step 0 by the first estimate
+            weights = prior  # iterative methods: replaced at step 0 by the first estimate
 
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=method, seed=seed,
                                       parent_id=parent_id, job_id=self.job_id,
@@ -372,10 +370,10 @@ class Engine(StageClaims, LLDStages):
 
         lm = self._base(spec, corpus, seed)
         lm.module.to(_device())
-        if method in DISTILL_METHODS:
+        if M.needs_teacher:
             check_same_tokenizer(lm, self._teacher)
             self._teacher.module.to(_device())
-            loss_fn = distill_loss_fn(self._teacher, method.removeprefix("distill-"), dict(spec.distill.params))
+            loss_fn = distill_loss_fn(self._teacher, M.distill_objective, dict(spec.distill.params))
         base_id = register_model(self.store, lm, f"{spec.name}.base.seed{seed}.{lm.fingerprint()[:8]}")
         state = {"tau": tau}
         texts = corpus.texts
@@ -429,7 +427,7 @@ class Engine(StageClaims, LLDStages):
             if state["tau"] is None:
                 state["tau"] = mc.resolve_tau(tau_setting, delta)
                 self.store.update_run_tau(run_id, state["tau"])
-            if method == "adjusted-lld":
+            if M.mixture == "adjusted":
                 gram = self._gram(spec, lm, corpus)
                 return mc.adjusted_weights(delta, gram, state["tau"], prior, ridge=spec.lld.gram.ridge)
             return mc.lld_weights(delta, state["tau"], prior)
@@ -448,8 +446,8 @@ class Engine(StageClaims, LLDStages):
 
         ckpt = self.settings.checkpoints_dir / key[:16] / "last.pt"
         try:
-            distill = {"teacher": self._descs["target"], "objective": method.removeprefix("distill-"),
-                       "params": dict(spec.distill.params)} if method in DISTILL_METHODS else {}
+            distill = {"teacher": self._descs["target"], "objective": M.distill_objective,
+                       "params": dict(spec.distill.params)} if M.needs_teacher else {}
             self._train(self._descs["base"], lm, corpus, self._train_config(spec, steps, seed), weights,
                         eval_steps=eval_steps, on_eval=on_eval, on_step=on_step, checkpoint_path=ckpt,
                         should_stop=self.should_stop, loss_fn=loss_fn, **distill)
@@ -461,7 +459,7 @@ class Engine(StageClaims, LLDStages):
             self._downstream(spec, lm, run_id, steps, name)
         final = [m for m in self.store.list_models() if m.run_id == run_id and m.step == steps]
         self.store.update_run_models(run_id, base_model_id=base_id, final_model_id=final[0].id if final else None)
-        if method == "aggregated-lld":
+        if M.mixture == "aggregate":
             recipe = self.store.get_recipe(self._recipe_name(spec, seed, tau_setting))
             self.tracker.log_dict(mlflow_id, _jsonable(recipe), "recipes/recipe.json")
         self.store.finish_run(run_id, status="finished")
@@ -477,9 +475,8 @@ class Engine(StageClaims, LLDStages):
         rows = self.store.get_kl(run_id)
         last = max(rows, key=lambda r: r["step"]) if rows else None
         weights = self.store.get_weights(run_id)
-        w_last = weights[max(weights)] if weights else {}
-        if method == "aggregated-lld" and weights:
-            w_last = weights[min(weights)]
+        # the weights that stand for the run: a fixed mixture's first (= every) step, a re-weighted run's last
+        w_last = weights[(min if METHODS[method].shows == "first" else max)(weights)] if weights else {}
         nan = math.nan
         return RunOutcome(run_id, method, seed, tau_setting,
                           last["nats_per_text"] if last else nan, last["bits_per_byte"] if last else nan,
