@@ -30,7 +30,7 @@ from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core.distributed import broadcast_task, describe_task
 from lldmix_core.scoring import score_texts
-from lldmix_core.methods import METHODS
+from lldmix_core.methods import METHODS, tau_text
 from lldmix_core.spec import ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
@@ -309,16 +309,13 @@ class Engine(StageClaims, LLDStages):
     def _run_method(self, spec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, parent_id: int,
                     mlflow_parent, target_id: int, target_scores) -> RunOutcome:
         # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content
-        key = content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
-                            "target": target_id, "corpus": corpus.info.content_hash,
-                            # v2: the student normalised over its padded rows (runs of v1 are not reused)
-                            **({"distill_loss": 2} if METHODS[method].needs_teacher else {})})
+        key = self._run_key(spec, corpus, seed, method, tau_setting, target_id)
         name = f"{spec.name}.{method}.seed{seed}" + (f".tau{tau_setting}" if len(spec.lld.taus) > 1 and tau_setting is not None else "")
-        existing = [r for r in self.store.list_runs(parent_id=parent_id) if r.key == key]
-        if existing and existing[0].status == "finished":
-            self.log(f"{name}: finished earlier (run {existing[0].id}); nothing to do")
+        existing = self.store.get_run_by_key(key)
+        if existing is not None and existing.status == "finished":
+            self.log(f"{name}: finished earlier (run {existing.id}); nothing to do")
             self._done_steps += spec.training.steps
-            return self._outcome(existing[0].id, method, seed, tau_setting, corpus, skipped=True)
+            return self._outcome(existing.id, method, seed, tau_setting, corpus, skipped=True)
         claim = content_hash({"run": key})
         with self._exclusive(claim, "run") as mine:
             if mine:
@@ -327,8 +324,16 @@ class Engine(StageClaims, LLDStages):
                 self.store.finish_stage(claim, kind="run", spec_hash=spec.spec_hash, result={"run_id": outcome.run_id})
                 return outcome
         self._done_steps += spec.training.steps  # another worker ran it while we waited
-        run_id = next(r.id for r in self.store.list_runs(parent_id=parent_id) if r.key == key)
+        run_id = self.store.get_run_by_key(key).id
         return self._outcome(run_id, method, seed, tau_setting, corpus, skipped=True)
+
+    def _run_key(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, target_id: int) -> str:
+        """The content key of one run (spec, seed, method, τ setting, target, corpus)."""
+        # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content
+        return content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
+                             "target": target_id, "corpus": corpus.info.content_hash,
+                             # v2: the student normalised over its padded rows (runs of v1 are not reused)
+                             **({"distill_loss": 2} if METHODS[method].needs_teacher else {})})
 
     def _train_run(self, spec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, parent_id: int, mlflow_parent,
                    target_id: int, target_scores, key: str, name: str, claim: str) -> RunOutcome:
@@ -348,18 +353,22 @@ class Engine(StageClaims, LLDStages):
         if M.mixture == "recipe":
             weights = mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe")
         elif M.mixture == "aggregate":
-            weights, tau = self._aggregate(spec, corpus, parent_id, seed, tau_setting)
+            weights, tau = self._aggregate(spec, corpus, seed, tau_setting, target_id)
         elif drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
-            weights, _ = self._aggregate(spec, corpus, parent_id, seed, spec.lld.taus[0])
+            weights, _ = self._aggregate(spec, corpus, seed, spec.lld.taus[0], target_id)
         else:
             weights = prior  # iterative methods: replaced at step 0 by the first estimate
 
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=method, seed=seed,
                                       parent_id=parent_id, job_id=self.job_id,
-                                      config={"eval_steps": eval_steps, "tau_setting": str(tau_setting)},
+                                      config={"eval_steps": eval_steps}, tau_setting=tau_text(tau_setting), tau=tau,
                                       target_model_id=target_id, corpus_id=corpus.info.id)
+        if tau is not None:  # a recipe's run inherits pass 1's resolved τ (also when the row existed)
+            self.store.update_run_tau(run_id, tau)
         info = self.store.get_run(run_id)
-        params = {"method": method, "seed": seed, "steps": steps, "tau": str(tau_setting), "unit": spec.lld.unit,
+        params = {"method": method, "seed": seed, "steps": steps, "unit": spec.lld.unit,
+                  **({"tau_setting": tau_text(tau_setting)} if tau_setting is not None else {}),
+                  **({"tau": tau} if tau is not None else {}),
                   "batch_size": spec.training.batch_size, "lr": spec.training.lr, "arch": spec.arch.model_dump_json(),
                   "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash}
         mlflow_id = self.tracker.start_child(mlflow_parent, name, params, tags={"lldmix.method": method},
@@ -457,8 +466,7 @@ class Engine(StageClaims, LLDStages):
             raise
         if spec.downstream.tasks:
             self._downstream(spec, lm, run_id, steps, name)
-        final = [m for m in self.store.list_models() if m.run_id == run_id and m.step == steps]
-        self.store.update_run_models(run_id, base_model_id=base_id, final_model_id=final[0].id if final else None)
+        self.store.update_run_models(run_id, base_model_id=base_id, final_model_id=self.store.final_model_id(run_id, steps))
         if M.mixture == "aggregate":
             recipe = self.store.get_recipe(self._recipe_name(spec, seed, tau_setting))
             self.tracker.log_dict(mlflow_id, _jsonable(recipe), "recipes/recipe.json")

@@ -11,7 +11,7 @@ import torch
 from lldmix_core import mathcore as mc
 from lldmix_core.errors import UserError
 from lldmix_core.gram import exact_gram, sketched_gram
-from lldmix_core.methods import METHODS
+from lldmix_core.methods import METHODS, tau_text
 from lldmix_core.models import LanguageModel
 from lldmix_core.plan import is_inf
 from lldmix_core.prepare import PreparedCorpus, mixture
@@ -52,8 +52,8 @@ class LLDStages:
         suffix = f".tau{tau_setting}" if len(spec.lld.taus) > 1 else ""
         return f"{spec.name}.{AGGREGATED}.seed{seed}{suffix}"
 
-    def _aggregate(self, spec: RunSpec, corpus: PreparedCorpus, parent_id: int, seed: int,
-                   tau_setting) -> tuple[np.ndarray, float | None]:
+    def _aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting,
+                   target_id: int) -> tuple[np.ndarray, float | None]:
         """Pass 2's fixed recipe: the geometric (or arithmetic) mean of pass 1's weights at the schedule steps.
 
         τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
@@ -67,8 +67,8 @@ class LLDStages:
                                                "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
             return prior, math.inf
         pass1_method = METHODS[AGGREGATED].aggregates
-        pass1 = [r for r in self.store.list_runs(parent_id=parent_id) if r.method == pass1_method and r.seed == seed
-                 and r.status == "finished" and str(r.config.get("tau_setting")) == str(tau_setting)]
+        found = self.store.get_run_by_key(self._run_key(spec, corpus, seed, pass1_method, tau_setting, target_id))
+        pass1 = [found] if found is not None and found.status == "finished" else []
         if not pass1:
             raise UserError(f"{AGGREGATED} needs a finished {pass1_method} run (pass 1) with the same seed")
         per_step = self.store.get_weights(pass1[0].id)
@@ -78,7 +78,7 @@ class LLDStages:
         target = self.store.get_run(pass1[0].id)
         provenance = {
             "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
-            "tau": _finite_or_str(target.tau), "tau_setting": str(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
+            "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
             "aggregation": spec.lld.aggregation, "method": AGGREGATED, "seed": seed,
             "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
         }

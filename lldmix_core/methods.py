@@ -85,5 +85,13 @@ def with_tau() -> tuple[str, ...]:
     return tuple(n for n, m in METHODS.items() if m.uses_tau)
 
 
+def tau_text(tau_setting) -> str | None:
+    """A normalised τ setting (float, "auto", math.inf or None) as the database and MLflow store it:
+    "auto", "inf", the float's text ("1.0"), or None where the method has no τ (never the text "None")."""
+    if tau_setting is None:
+        return None
+    return str(tau_setting)
+
+
 def color_of(name: str) -> str:
     return METHODS[name].color if name in METHODS else "#aaaaaa"
