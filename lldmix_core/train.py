@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from lldmix_core.distributed import broadcast_object as _from_rank0, world as _world
+from lldmix_core.procgroup import broadcast_object as _from_rank0, world as _world
 from lldmix_core.errors import UserError
 from lldmix_core.faults import fault_point
 from lldmix_core.checkpoint import checkpoint_is_complete, load_checkpoint, save_checkpoint
