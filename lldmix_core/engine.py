@@ -11,7 +11,6 @@ This is the ONLY module that sequences stages and writes to both the store and t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -31,6 +30,7 @@ from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core.distributed import broadcast_task, describe_task
 from lldmix_core.scoring import score_texts
 from lldmix_core.methods import METHODS, tau_text
+from lldmix_core.outcomes import RunOutcome, SpecOutcome
 from lldmix_core.spec import ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
@@ -38,32 +38,6 @@ from lldmix_core.tracking import NullTracker, make_tracker
 from lldmix_core.train import TrainConfig, train
 
 ProgressFn = Callable[[float, str], None]
-
-
-@dataclass
-class RunOutcome:
-    run_id: int
-    method: str
-    seed: int
-    tau_setting: object  # the spec's τ for this run (None where τ plays no part)
-    final_kl_nats_per_text: float
-    final_kl_bits_per_byte: float
-    final_gap_bits_per_byte: float
-    weights: dict[str, float]
-    skipped: bool
-
-
-@dataclass
-class SpecOutcome:
-    spec_name: str
-    spec_hash: str
-    parent_run_id: int
-    corpus_hash: str
-    target_name: str
-    runs: list[RunOutcome] = field(default_factory=list)
-    truth: dict[str, float] | None = None  # the target's training weights, when known
-    recipes: dict[int, dict[str, float]] = field(default_factory=dict)  # seed -> aggregated recipe
-    mlflow_parent: str | None = None
 
 
 def _device() -> torch.device:

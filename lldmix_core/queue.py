@@ -15,7 +15,7 @@ from lldmix_core.engine import Engine
 from lldmix_core.engine_claims import worker_name
 from lldmix_core.errors import UserError
 from lldmix_core.spec import load_spec_text
-from lldmix_core.train import Cancelled
+from lldmix_core.outcomes import Cancelled
 
 
 def enqueue_spec(store: Store, spec_yaml: str) -> int:

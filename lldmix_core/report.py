@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from lldmix_core import mathcore as mc
-from lldmix_core.engine import SpecOutcome
+from lldmix_core.outcomes import SpecOutcome
 from lldmix_core.methods import METHODS
 
 

@@ -3,6 +3,11 @@ SQLite, no MLflow, no CLI subprocess). Each test names the wiring mutation it wa
 
 One spec runs once per module: uniform, iterative-LLD (pass 1), aggregated-LLD (pass 2), adjusted-LLD
 and distill-kl, one seed, a few steps. Log-likelihoods are in nats/token (lld.unit: token).
+
+Mutations tried (applied to the engine together in one run; each test below failed, the τ test
+passed): Δ = ℓ_base − ℓ_target in the re-weighting (tests 1, 2), arithmetic instead of geometric
+aggregation (test 3), pass 2's base built with seed + 1 (test 4), a random NanoGPT of seed + 7 as the
+distillation teacher (test 5).
 """
 
 from __future__ import annotations
@@ -178,7 +183,8 @@ def test_pass2_starts_where_pass1_and_uniform_start(wired):
 
 def test_distillation_teacher_is_the_target(wired):
     """The model handed to the distillation loss is the target (same fingerprint as runs.target_model_id),
-    and the student's base is not. Mutation seen caught: the base model passed as teacher."""
+    and the student's base is not. Mutation seen caught: another teacher (a fresh random NanoGPT of
+    another seed) handed to the distillation loss."""
     store, spec, outcome, _, teachers = wired
     run = _run(store, outcome, "distill-kl")
     target_print = store.get_model(run.target_model_id).fingerprint

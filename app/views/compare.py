@@ -7,6 +7,7 @@ import streamlit as st
 import ui_charts as charts
 import ui_data as data
 from lldmix_core import mathcore as mc
+from lldmix_core.methods import METHODS, ordered
 
 st.title("Compare methods")
 v = data.version()
@@ -21,8 +22,8 @@ kl = data.kl_rows(parent, v)
 if kl.empty:
     st.info("No evaluations recorded for this spec yet.")
     st.stop()
-several_taus = kl["tau"].dropna().replace("None", np.nan).dropna().nunique() > 1
-kl["label"] = [f"{m} τ={t}" if several_taus and t not in (None, "None") else m for m, t in zip(kl["method"], kl["tau"])]
+several_taus = kl["tau"].dropna().nunique() > 1  # the τ settings (text; None where a method has no τ)
+kl["label"] = [f"{m} τ={t}" if several_taus and isinstance(t, str) else m for m, t in zip(kl["method"], kl["tau"])]
 
 unit = st.radio("Unit", list(charts.UNITS), horizontal=True)
 st.altair_chart(charts.kl_vs_step(kl, unit), width="stretch")
@@ -44,20 +45,21 @@ children = runs[runs["parent_id"] == parent]
 seed = st.selectbox("Seed", sorted(children["seed"].dropna().astype(int).unique()))
 of_seed = children[children["seed"] == seed]
 bars = []
-for method in ["uniform", "iterative-lld", "aggregated-lld", "adjusted-lld"]:
+for method in ordered(n for n, m in METHODS.items() if not m.needs_teacher and m.mixture != "recipe"):
     rows = of_seed[of_seed["method"] == method]
     if rows.empty:
         continue
     w = data.weights(int(rows.iloc[0]["id"]), v)
     if w.empty:
         continue
-    at = w["step"].min() if method in ("uniform", "aggregated-lld") else w["step"].max()
-    label = {"iterative-lld": "iterative-lld (last estimate)", "adjusted-lld": "adjusted-lld (last estimate)"}.get(method, method)
+    shows_last = METHODS[method].shows == "last"
+    at = w["step"].max() if shows_last else w["step"].min()
+    label = f"{method} (last estimate)" if shows_last else method
     bars.append(w[w["step"] == at].assign(source=label))
 if bars:
     st.altair_chart(charts.grouped_bars(pd.concat(bars), "source", "weight"), width="stretch")
 
-iterative = of_seed[of_seed["method"] == "iterative-lld"]
+iterative = of_seed[of_seed["method"].map(lambda m: m in METHODS and METHODS[m].mixture == "lld")]
 if not iterative.empty:
     w = data.weights(int(iterative.iloc[0]["id"]), v)
     wide = w.pivot(index="step", columns="domain", values="weight").sort_index()

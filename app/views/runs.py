@@ -49,10 +49,10 @@ else:
     for _, spec in specs.sort_values("id", ascending=False).iterrows():
         children = runs[runs["parent_id"] == spec["id"]]
         with st.expander(f"{spec['name']} — {spec['status']} — {len(children)} runs (spec {spec['spec_hash']})", expanded=True):
-            table = children[["id", "name", "method", "seed", "tau", "status", "final_step", "final_kl_nats_per_text",
+            table = children[["id", "name", "method", "seed", "tau_setting", "tau", "status", "final_step", "final_kl_nats_per_text",
                               "final_kl_bits_per_byte"]].rename(columns={
                 "final_kl_nats_per_text": "final KL (nats/text)", "final_kl_bits_per_byte": "final KL (bits/byte)",
-                "tau": "τ used"})
+                "tau_setting": "τ setting", "tau": "τ used"})
             st.dataframe(table, hide_index=True, width="stretch")
             st.markdown("MLflow: " + ", ".join(f"{r['method']} {data.mlflow_hint(r['mlflow_run_id'])}"
                                                 for _, r in children.iterrows()))

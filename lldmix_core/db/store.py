@@ -372,6 +372,24 @@ class Store(CoordinationMixin):
             return s.scalars(select(S.Model.id).where(S.Model.run_id == run_id, S.Model.step == step)
                              .order_by(S.Model.id)).first()
 
+    def runs_with_last_kl(self) -> list[tuple[RunInfo, dict | None]]:
+        """Every run with its KL row at its last evaluated step ({step, nats_per_text, bits_per_byte,
+        gap_bits_per_byte}, or None) — one query, for the dashboard's runs table."""
+        last = (select(S.KLResult.run_id, func.max(S.KLResult.step).label("step"))
+                .group_by(S.KLResult.run_id).subquery())
+        with self.transaction() as s:
+            rows = s.execute(select(S.Run, S.KLResult)
+                             .outerjoin(last, last.c.run_id == S.Run.id)
+                             .outerjoin(S.KLResult, (S.KLResult.run_id == S.Run.id) & (S.KLResult.step == last.c.step))
+                             .order_by(S.Run.id, S.KLResult.id)).all()
+            out: dict[int, tuple[RunInfo, dict | None]] = {}
+            for run, k in rows:
+                if run.id not in out or (out[run.id][1] is None and k is not None):
+                    out[run.id] = (_info(RunInfo, run), None if k is None else {
+                        "step": k.step, "nats_per_text": k.nats_per_text, "bits_per_byte": k.bits_per_byte,
+                        "gap_bits_per_byte": k.gap_bits_per_byte})
+        return list(out.values())
+
     def list_runs(self, *, spec_hash: str | None = None, parent_id: int | None = None, job_id: int | None = None) -> list[RunInfo]:
         q = select(S.Run)
         if spec_hash is not None:
