@@ -6,6 +6,10 @@
                           └► report: final KL to target per method, §4.2 weight recovery
 
 This is the ONLY module that sequences stages and writes to both the store and the tracker.
+
+Over 400 lines for now: splitting the per-run path into named calls with Evaluator/Reweighter objects
+and a per-spec context (issue 11, second half) is not done yet; method behaviour already comes from
+the registry (methods.py).
 """
 
 from __future__ import annotations
