@@ -60,11 +60,13 @@ def test_runs_page_shows_the_resolved_tau_of_every_method_with_one(app):
     "τ used" beside the spec's "τ setting"; methods without τ show nothing, never the text "None"."""
     import math
 
+    import pandas as pd
+
     frame = [df.value for df in app.dataframe][0].set_index("method")
     for m in ("iterative-lld", "aggregated-lld", "adjusted-lld"):
         assert frame.loc[m, "τ used"] == 1.0 and frame.loc[m, "τ setting"] == "1.0"
     for m in ("uniform", "distill-kl"):
-        assert frame.loc[m, "τ setting"] is None and math.isnan(frame.loc[m, "τ used"])
+        assert pd.isna(frame.loc[m, "τ setting"]) and math.isnan(frame.loc[m, "τ used"])
     assert not (frame.astype(object) == "None").any().any()
 
 
