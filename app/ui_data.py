@@ -42,10 +42,10 @@ def jobs(v: str) -> pd.DataFrame:
 def runs(v: str) -> pd.DataFrame:
     s = store()
     out = []
-    for r in s.list_runs():
-        kl = s.get_kl(r.id) if r.method != "spec" else []
-        last = kl[-1] if kl else {}
-        out.append({"id": r.id, "name": r.name, "method": r.method, "seed": r.seed, "tau": r.tau, "status": run_status(r),
+    for r, last in s.runs_with_last_kl():
+        last = last or {}
+        out.append({"id": r.id, "name": r.name, "method": r.method, "seed": r.seed, "tau": r.tau,
+                    "tau_setting": r.tau_setting, "status": run_status(r),
                     "parent_id": r.parent_id, "job_id": r.job_id, "spec_hash": r.spec_hash[:12],
                     "target_model_id": r.target_model_id, "final_model_id": r.final_model_id,
                     "final_step": last.get("step"), "final_kl_nats_per_text": last.get("nats_per_text"),

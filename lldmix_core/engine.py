@@ -6,12 +6,15 @@
                           └► report: final KL to target per method, §4.2 weight recovery
 
 This is the ONLY module that sequences stages and writes to both the store and the tracker.
+
+Over 400 lines for now: splitting the per-run path into named calls with Evaluator/Reweighter objects
+and a per-spec context (issue 11, second half) is not done yet; method behaviour already comes from
+the registry (methods.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -30,39 +33,15 @@ from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core.distributed import broadcast_task, describe_task
 from lldmix_core.scoring import score_texts
-from lldmix_core.spec import DISTILL_METHODS, ModelRef, RunSpec, content_hash
+from lldmix_core.methods import METHODS, tau_text
+from lldmix_core.outcomes import RunOutcome, SpecOutcome
+from lldmix_core.spec import ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
 from lldmix_core.tracking import NullTracker, flush_before_checkpoint, make_tracker
 from lldmix_core.train import TrainConfig, train
 
 ProgressFn = Callable[[float, str], None]
-
-
-@dataclass
-class RunOutcome:
-    run_id: int
-    method: str
-    seed: int
-    tau_setting: object  # the spec's τ for this run (None where τ plays no part)
-    final_kl_nats_per_text: float
-    final_kl_bits_per_byte: float
-    final_gap_bits_per_byte: float
-    weights: dict[str, float]
-    skipped: bool
-
-
-@dataclass
-class SpecOutcome:
-    spec_name: str
-    spec_hash: str
-    parent_run_id: int
-    corpus_hash: str
-    target_name: str
-    runs: list[RunOutcome] = field(default_factory=list)
-    truth: dict[str, float] | None = None  # the target's training weights, when known
-    recipes: dict[int, dict[str, float]] = field(default_factory=dict)  # seed -> aggregated recipe
-    mlflow_parent: str | None = None
 
 
 def _device() -> torch.device:
@@ -116,7 +95,7 @@ class Engine(StageClaims, LLDStages):
             target_lm, target_id, out.truth = self._target(spec, corpus)
             out.target_name = self.store.get_model(target_id).name
             target_scores = score_model(self.store, target_lm, target_id, corpus.info.id, corpus.texts)
-            self._teacher = target_lm if any(m in DISTILL_METHODS for m in spec.methods) else None
+            self._teacher = target_lm if any(METHODS[m].needs_teacher for m in spec.methods) else None
             self._downstream_target = self._downstream(spec, target_lm, parent_id, 0, "target") \
                 if spec.downstream.tasks else None
             del target_lm
@@ -129,7 +108,7 @@ class Engine(StageClaims, LLDStages):
                 outcome = self._run_method(spec, corpus, seed, method, tau, parent_id, mlflow_parent, target_id,
                                            target_scores)
                 out.runs.append(outcome)
-                if method == "aggregated-lld" and tau == spec.lld.taus[0]:
+                if METHODS[method].mixture == "aggregate" and tau == spec.lld.taus[0]:
                     out.recipes[seed] = outcome.weights
             self.store.finish_run(parent_id, status="finished")
             self.tracker.end(mlflow_parent)
@@ -153,7 +132,7 @@ class Engine(StageClaims, LLDStages):
         for role in ("target", "base"):  # models named in the spec must exist before a run row is written
             if getattr(spec, role).model is not None:
                 self.store.get_model(getattr(spec, role).model)
-        if any(m in DISTILL_METHODS for m in spec.methods):
+        if any(METHODS[m].needs_teacher for m in spec.methods):
             ref, base_tok = spec.target, get_tokenizer(spec.tokenizer)
             if ref.model is not None:
                 info = self.store.get_model(ref.model)
@@ -308,16 +287,13 @@ class Engine(StageClaims, LLDStages):
     def _run_method(self, spec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, parent_id: int,
                     mlflow_parent, target_id: int, target_scores) -> RunOutcome:
         # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content
-        key = content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
-                            "target": target_id, "corpus": corpus.info.content_hash,
-                            # v2: the student normalised over its padded rows (runs of v1 are not reused)
-                            **({"distill_loss": 2} if method in DISTILL_METHODS else {})})
+        key = self._run_key(spec, corpus, seed, method, tau_setting, target_id)
         name = f"{spec.name}.{method}.seed{seed}" + (f".tau{tau_setting}" if len(spec.lld.taus) > 1 and tau_setting is not None else "")
-        existing = [r for r in self.store.list_runs(parent_id=parent_id) if r.key == key]
-        if existing and existing[0].status == "finished":
-            self.log(f"{name}: finished earlier (run {existing[0].id}); nothing to do")
+        existing = self.store.get_run_by_key(key)
+        if existing is not None and existing.status == "finished":
+            self.log(f"{name}: finished earlier (run {existing.id}); nothing to do")
             self._done_steps += spec.training.steps
-            return self._outcome(existing[0].id, method, seed, tau_setting, corpus, skipped=True)
+            return self._outcome(existing.id, method, seed, tau_setting, corpus, skipped=True)
         claim = content_hash({"run": key})
         with self._exclusive(claim, "run") as mine:
             if mine:
@@ -326,8 +302,16 @@ class Engine(StageClaims, LLDStages):
                 self.store.finish_stage(claim, kind="run", spec_hash=spec.spec_hash, result={"run_id": outcome.run_id})
                 return outcome
         self._done_steps += spec.training.steps  # another worker ran it while we waited
-        run_id = next(r.id for r in self.store.list_runs(parent_id=parent_id) if r.key == key)
+        run_id = self.store.get_run_by_key(key).id
         return self._outcome(run_id, method, seed, tau_setting, corpus, skipped=True)
+
+    def _run_key(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, target_id: int) -> str:
+        """The content key of one run (spec, seed, method, τ setting, target, corpus)."""
+        # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content
+        return content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
+                             "target": target_id, "corpus": corpus.info.content_hash,
+                             # v2: the student normalised over its padded rows (runs of v1 are not reused)
+                             **({"distill_loss": 2} if METHODS[method].needs_teacher else {})})
 
     def _train_run(self, spec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, parent_id: int, mlflow_parent,
                    target_id: int, target_scores, key: str, name: str, claim: str) -> RunOutcome:
@@ -335,33 +319,34 @@ class Engine(StageClaims, LLDStages):
         prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
         steps = spec.training.steps
         schedule = set(mc.lld_schedule(steps))
-        iterative = method in ("iterative-lld", "adjusted-lld")
+        M = METHODS[method]
+        iterative = M.iterative
         # KL is measured at `kl_steps`; iterative methods are also called at every schedule step to re-weight
         kl_steps = (schedule if spec.eval_steps == "schedule" else set(spec.eval_steps)) | {steps}
         eval_steps = sorted(kl_steps | (schedule if iterative else set()))
         sub = subsample(corpus, spec.lld.estimate_texts_per_domain, seed) if iterative else None
         tau = None
         loss_fn = None
-        if method == "uniform":
-            weights = prior
-        elif method == "fixed":
+        drawn_from = METHODS.get(spec.distill.mixture) if M.needs_teacher else None
+        if M.mixture == "recipe":
             weights = mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe")
-        elif method == "aggregated-lld":
-            weights, tau = self._aggregate(spec, corpus, parent_id, seed, tau_setting)
-        elif method in DISTILL_METHODS:
-            if spec.distill.mixture == "aggregated-lld":
-                weights, _ = self._aggregate(spec, corpus, parent_id, seed, spec.lld.taus[0])
-            else:
-                weights = prior
+        elif M.mixture == "aggregate":
+            weights, tau = self._aggregate(spec, corpus, seed, tau_setting, target_id)
+        elif drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
+            weights, _ = self._aggregate(spec, corpus, seed, spec.lld.taus[0], target_id)
         else:
-            weights = prior  # replaced at step 0 by the first estimate
+            weights = prior  # iterative methods: replaced at step 0 by the first estimate
 
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=method, seed=seed,
                                       parent_id=parent_id, job_id=self.job_id,
-                                      config={"eval_steps": eval_steps, "tau_setting": str(tau_setting)},
+                                      config={"eval_steps": eval_steps}, tau_setting=tau_text(tau_setting), tau=tau,
                                       target_model_id=target_id, corpus_id=corpus.info.id)
+        if tau is not None:  # a recipe's run inherits pass 1's resolved τ (also when the row existed)
+            self.store.update_run_tau(run_id, tau)
         info = self.store.get_run(run_id)
-        params = {"method": method, "seed": seed, "steps": steps, "tau": str(tau_setting), "unit": spec.lld.unit,
+        params = {"method": method, "seed": seed, "steps": steps, "unit": spec.lld.unit,
+                  **({"tau_setting": tau_text(tau_setting)} if tau_setting is not None else {}),
+                  **({"tau": tau} if tau is not None else {}),
                   "batch_size": spec.training.batch_size, "lr": spec.training.lr, "arch": spec.arch.model_dump_json(),
                   "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash}
         mlflow_id = self.tracker.start_child(mlflow_parent, name, params, tags={"lldmix.method": method},
@@ -372,10 +357,10 @@ class Engine(StageClaims, LLDStages):
 
         lm = self._base(spec, corpus, seed)
         lm.module.to(_device())
-        if method in DISTILL_METHODS:
+        if M.needs_teacher:
             check_same_tokenizer(lm, self._teacher)
             self._teacher.module.to(_device())
-            loss_fn = distill_loss_fn(self._teacher, method.removeprefix("distill-"), dict(spec.distill.params))
+            loss_fn = distill_loss_fn(self._teacher, M.distill_objective, dict(spec.distill.params))
         base_id = register_model(self.store, lm, f"{spec.name}.base.seed{seed}.{lm.fingerprint()[:8]}")
         state = {"tau": tau}
         texts = corpus.texts
@@ -429,7 +414,7 @@ class Engine(StageClaims, LLDStages):
             if state["tau"] is None:
                 state["tau"] = mc.resolve_tau(tau_setting, delta)
                 self.store.update_run_tau(run_id, state["tau"])
-            if method == "adjusted-lld":
+            if M.mixture == "adjusted":
                 gram = self._gram(spec, lm, corpus)
                 return mc.adjusted_weights(delta, gram, state["tau"], prior, ridge=spec.lld.gram.ridge)
             return mc.lld_weights(delta, state["tau"], prior)
@@ -448,8 +433,8 @@ class Engine(StageClaims, LLDStages):
 
         ckpt = self.settings.checkpoints_dir / key[:16] / "last.pt"
         try:
-            distill = {"teacher": self._descs["target"], "objective": method.removeprefix("distill-"),
-                       "params": dict(spec.distill.params)} if method in DISTILL_METHODS else {}
+            distill = {"teacher": self._descs["target"], "objective": M.distill_objective,
+                       "params": dict(spec.distill.params)} if M.needs_teacher else {}
             self._train(self._descs["base"], lm, corpus, self._train_config(spec, steps, seed), weights,
                         eval_steps=eval_steps, on_eval=on_eval, on_step=on_step, checkpoint_path=ckpt,
                         should_stop=self.should_stop, loss_fn=loss_fn, **distill)
@@ -459,9 +444,8 @@ class Engine(StageClaims, LLDStages):
             raise
         if spec.downstream.tasks:
             self._downstream(spec, lm, run_id, steps, name)
-        final = [m for m in self.store.list_models() if m.run_id == run_id and m.step == steps]
-        self.store.update_run_models(run_id, base_model_id=base_id, final_model_id=final[0].id if final else None)
-        if method == "aggregated-lld":
+        self.store.update_run_models(run_id, base_model_id=base_id, final_model_id=self.store.final_model_id(run_id, steps))
+        if M.mixture == "aggregate":
             recipe = self.store.get_recipe(self._recipe_name(spec, seed, tau_setting))
             self.tracker.log_dict(mlflow_id, _jsonable(recipe), "recipes/recipe.json")
         self.store.finish_run(run_id, status="finished")
@@ -477,9 +461,8 @@ class Engine(StageClaims, LLDStages):
         rows = self.store.get_kl(run_id)
         last = max(rows, key=lambda r: r["step"]) if rows else None
         weights = self.store.get_weights(run_id)
-        w_last = weights[max(weights)] if weights else {}
-        if method == "aggregated-lld" and weights:
-            w_last = weights[min(weights)]
+        # the weights that stand for the run: a fixed mixture's first (= every) step, a re-weighted run's last
+        w_last = weights[(min if METHODS[method].shows == "first" else max)(weights)] if weights else {}
         nan = math.nan
         return RunOutcome(run_id, method, seed, tau_setting,
                           last["nats_per_text"] if last else nan, last["bits_per_byte"] if last else nan,

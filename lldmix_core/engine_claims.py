@@ -8,7 +8,7 @@ import socket
 import time
 from contextlib import contextmanager
 
-from lldmix_core.train import Cancelled
+from lldmix_core.outcomes import Cancelled
 
 
 def worker_name() -> str:

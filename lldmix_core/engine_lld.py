@@ -11,11 +11,15 @@ import torch
 from lldmix_core import mathcore as mc
 from lldmix_core.errors import UserError
 from lldmix_core.gram import exact_gram, sketched_gram
+from lldmix_core.methods import METHODS, tau_text
 from lldmix_core.models import LanguageModel
 from lldmix_core.plan import is_inf
 from lldmix_core.prepare import PreparedCorpus, mixture
 from lldmix_core.spec import RunSpec
 from lldmix_core.train import lm_loss
+
+# the method whose recipe these stages build (the registry's one "aggregate" entry)
+AGGREGATED = next(n for n, m in METHODS.items() if m.mixture == "aggregate")
 
 
 class LLDStages:
@@ -46,26 +50,27 @@ class LLDStages:
     @staticmethod
     def _recipe_name(spec: RunSpec, seed: int, tau_setting) -> str:
         suffix = f".tau{tau_setting}" if len(spec.lld.taus) > 1 else ""
-        return f"{spec.name}.aggregated-lld.seed{seed}{suffix}"
+        return f"{spec.name}.{AGGREGATED}.seed{seed}{suffix}"
 
-    def _aggregate(self, spec: RunSpec, corpus: PreparedCorpus, parent_id: int, seed: int,
-                   tau_setting) -> tuple[np.ndarray, float | None]:
+    def _aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting,
+                   target_id: int) -> tuple[np.ndarray, float | None]:
         """Pass 2's fixed recipe: the geometric (or arithmetic) mean of pass 1's weights at the schedule steps.
 
         τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
         if is_inf(tau_setting):
             K = len(corpus.domains)
             prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
-            self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method="aggregated-lld-tau-inf",
+            self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method=f"{AGGREGATED}-tau-inf",
                                    weights=dict(zip(corpus.domains, map(float, prior))),
-                                   provenance={"method": "aggregated-lld", "tau_setting": "inf", "seed": seed,
+                                   provenance={"method": AGGREGATED, "tau_setting": "inf", "seed": seed,
                                                "note": "tau = inf: the prior by definition, no pass 1",
                                                "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
             return prior, math.inf
-        pass1 = [r for r in self.store.list_runs(parent_id=parent_id) if r.method == "iterative-lld" and r.seed == seed
-                 and r.status == "finished" and str(r.config.get("tau_setting")) == str(tau_setting)]
+        pass1_method = METHODS[AGGREGATED].aggregates
+        found = self.store.get_run_by_key(self._run_key(spec, corpus, seed, pass1_method, tau_setting, target_id))
+        pass1 = [found] if found is not None and found.status == "finished" else []
         if not pass1:
-            raise UserError("aggregated-lld needs a finished iterative-lld run (pass 1) with the same seed")
+            raise UserError(f"{AGGREGATED} needs a finished {pass1_method} run (pass 1) with the same seed")
         per_step = self.store.get_weights(pass1[0].id)
         schedule = [s for s in mc.lld_schedule(spec.training.steps) if s in per_step]
         W = np.array([[per_step[s][d] for d in corpus.domains] for s in schedule])
@@ -73,11 +78,11 @@ class LLDStages:
         target = self.store.get_run(pass1[0].id)
         provenance = {
             "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
-            "tau": _finite_or_str(target.tau), "tau_setting": str(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
-            "aggregation": spec.lld.aggregation, "method": "aggregated-lld", "seed": seed,
+            "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
+            "aggregation": spec.lld.aggregation, "method": AGGREGATED, "seed": seed,
             "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
         }
-        self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method=f"aggregated-lld-{spec.lld.aggregation}",
+        self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method=f"{AGGREGATED}-{spec.lld.aggregation}",
                                weights=dict(zip(corpus.domains, map(float, agg))), provenance=provenance,
                                run_id=pass1[0].id)
         return agg, target.tau

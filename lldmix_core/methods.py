@@ -27,7 +27,8 @@ class MethodDef:
     name: str
     label: str  # for tables and legends
     mixture: Mixture
-    order: int  # display order, and (for runs of one seed) execution order: pass 1 before pass 2
+    order: int  # execution order for the runs of one seed: pass 1 before pass 2, recipes before users
+    table_order: int  # row order in tables, legends and the dashboard
     color: str  # one fixed colour per method on every page and every chart
     uses_tau: bool = False
     aggregates: str | None = None  # the pass-1 method whose per-step weights this method's recipe aggregates
@@ -45,15 +46,15 @@ class MethodDef:
 
 
 def _distill(name: str, objective: str, order: int, color: str) -> MethodDef:
-    return MethodDef(name, name, "prior", order, color, distill_objective=objective)
+    return MethodDef(name, name, "prior", order, order, color, distill_objective=objective)
 
 
 METHODS: dict[str, MethodDef] = {m.name: m for m in [
-    MethodDef("uniform", "uniform", "prior", 0, "#7f7f7f"),
-    MethodDef("fixed", "fixed recipe", "recipe", 1, "#bcbd22"),
-    MethodDef("iterative-lld", "iterative-LLD", "lld", 2, "#1f77b4", uses_tau=True, shows="last"),
-    MethodDef("adjusted-lld", "adjusted-LLD", "adjusted", 3, "#9467bd", uses_tau=True, shows="last"),
-    MethodDef("aggregated-lld", "aggregated-LLD", "aggregate", 4, "#d62728", uses_tau=True,
+    MethodDef("uniform", "uniform", "prior", 0, 0, "#7f7f7f"),
+    MethodDef("fixed", "fixed recipe", "recipe", 1, 1, "#bcbd22"),
+    MethodDef("iterative-lld", "iterative-LLD", "lld", 2, 2, "#1f77b4", uses_tau=True, shows="last"),
+    MethodDef("adjusted-lld", "adjusted-LLD", "adjusted", 3, 4, "#9467bd", uses_tau=True, shows="last"),
+    MethodDef("aggregated-lld", "aggregated-LLD", "aggregate", 4, 3, "#d62728", uses_tau=True,
               aggregates="iterative-lld"),
     _distill("distill-kl", "kl", 10, "#2ca02c"),
     _distill("distill-kl+ce", "kl+ce", 11, "#98df8a"),
@@ -76,7 +77,20 @@ def method(name: str) -> MethodDef:
 
 def ordered(names) -> list[str]:
     """`names` in the registry's display order (unknown names last, alphabetically)."""
-    return sorted(names, key=lambda n: (METHODS[n].order if n in METHODS else 1_000, n))
+    return sorted(names, key=lambda n: (METHODS[n].table_order if n in METHODS else 1_000, n))
+
+
+def with_tau() -> tuple[str, ...]:
+    """The methods that have a temperature τ."""
+    return tuple(n for n, m in METHODS.items() if m.uses_tau)
+
+
+def tau_text(tau_setting) -> str | None:
+    """A normalised τ setting (float, "auto", math.inf or None) as the database and MLflow store it:
+    "auto", "inf", the float's text ("1.0"), or None where the method has no τ (never the text "None")."""
+    if tau_setting is None:
+        return None
+    return str(tau_setting)
 
 
 def color_of(name: str) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 from lldmix_core import mathcore as mc
 from lldmix_core.config import Settings, confine_path
 from lldmix_core.errors import UserError
-from lldmix_core.spec import DISTILL_METHODS, RunSpec
+from lldmix_core.methods import METHODS
+from lldmix_core.spec import RunSpec
 from lldmix_core.tokenizers import get_tokenizer
 
 
@@ -31,25 +32,25 @@ def _human(x: float, unit: str) -> str:
     return f"{x:.3g} Z{unit}"
 
 
-TAU_METHODS = ("iterative-lld", "adjusted-lld", "aggregated-lld")
+TAU_METHODS = tuple(n for n, m in METHODS.items() if m.uses_tau)
 
 
 def run_plan(spec: RunSpec) -> list[tuple[int, str, object]]:
-    """(seed, method, τ setting) in an order that puts pass 1 before pass 2 and recipes before users."""
-    order = ["uniform", "fixed", "iterative-lld", "adjusted-lld", "aggregated-lld", *DISTILL_METHODS]
+    """(seed, method, τ setting) in the registry's order, which puts pass 1 before pass 2 and recipes
+    before their users. A method that aggregates another's runs pulls that pass 1 in."""
     methods = set(spec.methods)
-    needs_recipe = "aggregated-lld" in methods or (
-        spec.distill.mixture == "aggregated-lld" and any(m in DISTILL_METHODS for m in methods))
-    pass1_only = needs_recipe and "iterative-lld" not in methods  # iterative runs only as pass 1
-    if needs_recipe:
-        methods |= {"iterative-lld", "aggregated-lld"}  # pass 1 and the recipe
+    wanted = {m for m in methods if METHODS[m].aggregates}
+    mix = METHODS.get(spec.distill.mixture)
+    if mix is not None and mix.aggregates and any(METHODS[m].needs_teacher for m in methods):
+        wanted.add(spec.distill.mixture)  # distillation drawn from a recipe needs that recipe's runs
+    pass1 = {METHODS[m].aggregates for m in wanted}
+    pass1_only = pass1 - methods  # methods run only as pass 1
+    methods |= wanted | pass1
     plan = []
     for seed in spec.seeds:
-        for m in order:
-            if m not in methods:
-                continue
-            taus = spec.lld.taus if m in TAU_METHODS else (None,)
-            if m == "iterative-lld" and pass1_only:
+        for m in sorted(methods, key=lambda n: METHODS[n].order):
+            taus = spec.lld.taus if METHODS[m].uses_tau else (None,)
+            if m in pass1_only:
                 taus = [t for t in taus if not is_inf(t)]  # τ = ∞: the recipe is the prior, no pass 1
             plan += [(seed, m, t) for t in taus]
     return plan
@@ -107,7 +108,7 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
         stages.append(("train target", 6 * n * t.steps * (t.batch_size or o.batch_size) * a.block_size))
     for seed, m, tau in run_plan(spec):
         stages.append((f"{m} seed {seed}" + (f" τ={tau}" if len(spec.lld.taus) > 1 and tau is not None else ""),
-                       train_flops * (4 / 3 if m in DISTILL_METHODS else 1)))  # + the teacher's forward (2·N per token)
+                       train_flops * (4 / 3 if METHODS[m].needs_teacher else 1)))  # + the teacher's forward (2·N per token)
     lines.append(f"  stages ({len(stages)}):")
     for name, flops in stages:
         lines.append(f"    {name:<28} ≈ {_human(flops, 'FLOP')}, peak memory ≈ {_human(mem, 'B')}")

@@ -17,7 +17,7 @@ from lldmix_core.errors import UserError
 from lldmix_core.identity import check_spec_identity
 from lldmix_core.limits import check_plausible
 from lldmix_core.spec import load_spec_text
-from lldmix_core.train import Cancelled
+from lldmix_core.outcomes import Cancelled
 
 
 def enqueue_spec(store: Store, spec_yaml: str) -> int:

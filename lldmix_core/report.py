@@ -8,10 +8,9 @@ from collections import defaultdict
 import numpy as np
 
 from lldmix_core import mathcore as mc
-from lldmix_core.engine import SpecOutcome
+from lldmix_core.outcomes import SpecOutcome
+from lldmix_core.methods import METHODS
 
-METHOD_ORDER = ["uniform", "fixed", "iterative-lld", "aggregated-lld", "adjusted-lld", "distill-kl", "distill-kl+ce",
-                "distill-reverse-kl", "distill-amid", "distill-ttm", "distill-wttm"]
 
 
 def run_label(method: str, tau_setting, several_taus: bool) -> str:
@@ -37,7 +36,7 @@ def method_table(outcome: SpecOutcome) -> list[dict]:
 
     def order(label: str):
         m = label.split(" ")[0]
-        return (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, label)
+        return (METHODS[m].table_order if m in METHODS else 99, label)
 
     for label in sorted(by_method, key=order):
         rs = by_method[label]

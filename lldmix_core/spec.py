@@ -18,14 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lldmix_core.errors import UserError
 from lldmix_core.limits import MAX_DESCRIPTION_CHARS, MAX_SEED
+from lldmix_core.methods import METHODS as REGISTRY
 
-MIXTURE_METHODS = ("uniform", "fixed", "iterative-lld", "adjusted-lld", "aggregated-lld")
-DISTILL_METHODS = ("distill-kl", "distill-kl+ce", "distill-reverse-kl", "distill-amid", "distill-ttm", "distill-wttm")
-METHODS = MIXTURE_METHODS + DISTILL_METHODS
-Method = Literal[
-    "uniform", "fixed", "iterative-lld", "adjusted-lld", "aggregated-lld",
-    "distill-kl", "distill-kl+ce", "distill-reverse-kl", "distill-amid", "distill-ttm", "distill-wttm",
-]
+MIXTURE_METHODS = tuple(n for n, m in REGISTRY.items() if not m.needs_teacher)
+DISTILL_METHODS = tuple(n for n, m in REGISTRY.items() if m.needs_teacher)
+METHODS = tuple(REGISTRY)
+Method = Literal[METHODS]  # type: ignore[valid-type]  # the registry's names, in its order
 Tau = Union[float, Literal["auto"]]
 
 
@@ -272,9 +270,10 @@ class RunSpec(_Strict):
             raise ValueError("methods: give at least one")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("methods: listed twice")
-        if "fixed" in self.methods and not self.lld.recipe:
-            raise ValueError("method `fixed` needs lld.recipe")
-        if any(m.startswith("distill") for m in self.methods) and self.target.init is not None:
+        for m in self.methods:
+            if REGISTRY[m].mixture == "recipe" and not self.lld.recipe:
+                raise ValueError(f"method `{m}` needs lld.recipe")
+        if any(REGISTRY[m].needs_teacher for m in self.methods) and self.target.init is not None:
             raise ValueError("distillation needs a target model")
         if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
             raise ValueError("seeds: give distinct seeds")

@@ -20,8 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from lldmix_core.distributed import broadcast_object as _from_rank0, world as _world
+from lldmix_core.procgroup import broadcast_object as _from_rank0, world as _world
 from lldmix_core.errors import UserError
+from lldmix_core.outcomes import Cancelled  # noqa: F401  (raised here; importable from train as before)
 from lldmix_core.faults import fault_point
 from lldmix_core.checkpoint import checkpoint_is_complete, load_checkpoint, save_checkpoint
 from lldmix_core.models.base import LanguageModel
@@ -67,10 +68,6 @@ class _LogitsModule(torch.nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self._logits(idx)
-
-
-class Cancelled(Exception):
-    """Raised when `should_stop()` says so; the latest checkpoint lets the run resume."""
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

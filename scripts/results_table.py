@@ -16,8 +16,8 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core.checkpoint import load_checkpoint
 from lldmix_core.db.store import Store
+from lldmix_core.methods import METHODS
 
-ORDER = ["uniform", "iterative-lld", "aggregated-lld", "adjusted-lld"]
 
 
 def main(spec_name: str) -> None:
@@ -25,10 +25,10 @@ def main(spec_name: str) -> None:
     parent = [r for r in st.list_runs() if r.method == "spec" and r.name == spec_name][-1]
     children = [r for r in st.list_runs(parent_id=parent.id) if r.status == "finished"]
     finals = defaultdict(dict)
-    sweep = len({str(r.config.get("tau_setting")) for r in children if r.method == "aggregated-lld"}) > 1
+    sweep = len({r.tau_setting for r in children if r.tau_setting is not None}) > 1
     for r in children:
         last = max(st.get_kl(r.id), key=lambda k: k["step"])
-        label = r.method + (f" τ={r.config.get('tau_setting')}" if sweep and r.method in ("aggregated-lld", "iterative-lld") else "")
+        label = r.method + (f" τ={r.tau_setting}" if sweep and r.tau_setting is not None else "")
         finals[label][r.seed] = last
     seeds = sorted({r.seed for r in children})
 
@@ -38,7 +38,7 @@ def main(spec_name: str) -> None:
 
     print(f"| method | {' | '.join(f'seed {s} (bits/byte)' for s in seeds)} | mean ± sd (bits/byte) | mean ± sd (nats/text) | gap (bits/byte) |")
     print("|---|" + "---|" * (len(seeds) + 3))
-    for m in [m for m in ORDER if m in finals] + sorted(set(finals) - set(ORDER), key=_order):
+    for m in sorted(finals, key=_order):
         row = finals[m]
         per_seed = [f"{row[s]['bits_per_byte']:.2f}" if s in row else "—" for s in seeds]
         print(f"| {m} | {' | '.join(per_seed)} | {fmt([x['bits_per_byte'] for x in row.values()])} | "
@@ -80,9 +80,9 @@ def main(spec_name: str) -> None:
 
 
 def _order(label: str):
-    """Methods in ORDER first, then by τ numerically (inf last)."""
+    """Methods in the registry's table order, then by τ numerically (inf last)."""
     method, _, tau = label.partition(" τ=")
-    rank = ORDER.index(method) if method in ORDER else len(ORDER)
+    rank = METHODS[method].table_order if method in METHODS else 1_000
     try:
         t = float(tau) if tau else -1.0
     except ValueError:
@@ -95,7 +95,8 @@ def recovery_by_window(spec_name: str) -> None:
     the late ones (≥ 50 %): where the estimate's error comes from."""
     st = Store.open()
     parent = [r for r in st.list_runs() if r.method == "spec" and r.name == spec_name][-1]
-    runs = [r for r in st.list_runs(parent_id=parent.id) if r.method == "iterative-lld" and r.status == "finished"]
+    runs = [r for r in st.list_runs(parent_id=parent.id) if r.method in METHODS and METHODS[r.method].mixture == "lld"
+            and r.status == "finished"]
     if not runs:
         return
     target = st.get_model(runs[0].target_model_id)
@@ -115,8 +116,7 @@ def recovery_by_window(spec_name: str) -> None:
             sel = [s for s in steps if keep(s)]
             g = mc.aggregate_geometric(np.array([[w[s][d] for d in domains] for s in sel]))
             cells.append(f"{mc.kl_categorical(g, t):.4f} ({len(sel)} steps)")
-        tau = r.config.get("tau_setting")
-        print(f"| {r.seed}" + (f", τ={tau}" if len({x.config.get('tau_setting') for x in runs}) > 1 else "") + " | "
+        print(f"| {r.seed}" + (f", τ={r.tau_setting}" if len({x.tau_setting for x in runs}) > 1 else "") + " | "
               + " | ".join(cells) + " |")
 
 

@@ -194,3 +194,22 @@ def test_a_resumed_run_replaces_its_stale_checkpoint(st):
     assert st.get_loglik_vector(old, cid, "t") is None  # computed from the stale checkpoint: gone
     with pytest.raises(UserError, match="already taken"):  # anything else keeps its name
         st.register_model(name="r@5", fingerprint="c" * 64, **{**kw, "step": 6})
+
+
+def test_lookups_by_key_final_model_and_runs_with_last_kl(st):
+    """get_run_by_key, final_model_id and runs_with_last_kl against rows written here (one query for the
+    dashboard: each run with its KL at its LAST step, runs without KL included with None)."""
+    cid, *_ = _corpus(st)
+    target = _model(st, "t", "t" * 64)
+    a = st.start_run(key="ka", name="a", spec_hash="s", method="iterative-lld", tau_setting="auto")
+    b = st.start_run(key="kb", name="b", spec_hash="s", method="uniform")
+    assert st.get_run_by_key("ka").id == a and st.get_run_by_key("ka").tau_setting == "auto"
+    assert st.get_run_by_key("kb").tau_setting is None and st.get_run_by_key("nope") is None
+    for step, kl in ((0, 5.0), (10, 2.0), (5, 3.0)):
+        m = st.register_model(name=f"a@{step}", kind="nanogpt", source="x", tokenizer="bytes", tokenizer_hash="t",
+                              n_params=10, fingerprint=str(step) * 64, config={}, run_id=a, step=step)
+        st.save_kl(run_id=a, step=step, model_id=m, reference_model_id=target, corpus_id=cid, nats_per_text=kl,
+                   bits_per_byte=kl / 10, gap_bits_per_byte=0.0, estimator="modelmap")
+    assert st.get_model(st.final_model_id(a, 10)).name == "a@10" and st.final_model_id(b, 10) is None
+    rows = {r.id: last for r, last in st.runs_with_last_kl()}
+    assert rows[a]["step"] == 10 and rows[a]["nats_per_text"] == 2.0 and rows[b] is None

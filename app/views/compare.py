@@ -22,8 +22,8 @@ kl = data.kl_rows(parent, v)
 if kl.empty:
     st.info("No evaluations recorded for this spec yet.")
     st.stop()
-several_taus = kl["tau"].dropna().replace("None", np.nan).dropna().nunique() > 1
-kl["label"] = [f"{m} τ={t}" if several_taus and t not in (None, "None") else m for m, t in zip(kl["method"], kl["tau"])]
+several_taus = kl["tau"].dropna().nunique() > 1  # the τ settings (text; None where a method has no τ)
+kl["label"] = [f"{m} τ={t}" if several_taus and isinstance(t, str) else m for m, t in zip(kl["method"], kl["tau"])]
 
 unit = st.radio("Unit", list(charts.UNITS), horizontal=True)
 st.altair_chart(charts.kl_vs_step(kl, unit), width="stretch")

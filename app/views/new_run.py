@@ -9,7 +9,8 @@ import yaml
 import ui_data as data
 from lldmix_core import mathcore as mc
 from lldmix_core.errors import UserError
-from lldmix_core.spec import MIXTURE_METHODS, DISTILL_METHODS, load_spec_text, parse_spec
+from lldmix_core.methods import METHODS, ordered
+from lldmix_core.spec import RunSpec, load_spec_text, parse_spec
 from ui_worker import ensure_worker
 
 st.title("New run")
@@ -116,8 +117,8 @@ with tab_build:
         base_id = c1.selectbox("Base model", list(finished["id"]), format_func=lambda i: finished.set_index("id").loc[i, "name"])
         c1.caption("Provenance: " + provenance(finished.set_index("id").loc[base_id]))
         base = {"model": finished.set_index("id").loc[base_id, "name"]}
-    methods = c1.multiselect("Methods", list(MIXTURE_METHODS) + list(DISTILL_METHODS),
-                             default=["uniform", "iterative-lld", "aggregated-lld"])
+    methods = c1.multiselect("Methods", ordered(METHODS),
+                             default=list(RunSpec.model_fields["methods"].default))
     auto = c1.checkbox("τ = auto (the spread of Δ)", value=False)
     tau = "auto" if auto else c1.number_input("τ (temperature)", min_value=1e-4, value=1.0, format="%.4f")
     steps = c1.number_input("Training steps per run", 1, 1_000_000, 20)

@@ -86,10 +86,11 @@ def training_runs(runs: pd.DataFrame) -> None:
         origin = f"job {int(spec['job_id'])}" if pd.notna(spec["job_id"]) else "command line"
         with st.expander(f"{spec['name']} — {spec['status']} — {len(children)} runs ({origin}, spec {spec['spec_hash']})",
                          expanded=True):
-            table = children[["name", "method", "seed", "tau", "status", "final_step", "final_kl_nats_per_text",
+            table = children[["name", "method", "seed", "tau_setting", "tau", "status", "final_step", "final_kl_nats_per_text",
                               "final_kl_bits_per_byte"]].rename(columns={
                 "final_kl_nats_per_text": "final KL (nats/text)", "final_kl_bits_per_byte": "final KL (bits/byte)",
-                "tau": "τ used", "final_step": "final step"})
+                "tau_setting": "τ setting", "tau": "τ used", "final_step": "final step"})
+            table["τ setting"] = [t if isinstance(t, str) and t else "—" for t in table["τ setting"]]
             table["τ used"] = [f"{t:g}" if pd.notna(t) else "—" for t in table["τ used"]]
             st.dataframe(table, hide_index=True, width="stretch", column_config={
                 "name": st.column_config.TextColumn("name", width="medium")})

@@ -1,0 +1,39 @@
+"""What a training or a spec comes back with, and the cancellation signal: on a low floor so the
+queue, the engine, the report and the tests import them without climbing to the engine or train.
+
+Floor 1: imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class Cancelled(Exception):
+    """Raised when `should_stop()` says so; the latest checkpoint lets the run resume."""
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    method: str
+    seed: int
+    tau_setting: object  # the spec's normalised τ (float, "auto", math.inf; None where the method has none)
+    final_kl_nats_per_text: float
+    final_kl_bits_per_byte: float
+    final_gap_bits_per_byte: float
+    weights: dict[str, float]  # the weights that stand for the run (registry's `shows`)
+    skipped: bool
+
+
+@dataclass
+class SpecOutcome:
+    spec_name: str
+    spec_hash: str
+    parent_run_id: int
+    corpus_hash: str
+    target_name: str
+    runs: list[RunOutcome] = field(default_factory=list)
+    truth: dict[str, float] | None = None  # the target's training weights, when known
+    recipes: dict[int, dict[str, float]] = field(default_factory=dict)  # seed -> aggregated recipe
+    mlflow_parent: str | None = None
