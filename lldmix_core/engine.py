@@ -459,14 +459,14 @@ class Engine(StageClaims, LLDStages):
     # ------------------------------------------------------------------ results
     def _outcome(self, run_id: int, method: str, seed: int, tau_setting, corpus: PreparedCorpus, skipped: bool) -> RunOutcome:
         rows = self.store.get_kl(run_id)
-        last = max(rows, key=lambda r: r["step"]) if rows else None
+        last = max((r for r in rows if r.estimator.startswith("modelmap")), key=lambda r: r.step, default=None)
         weights = self.store.get_weights(run_id)
         # the weights that stand for the run: a fixed mixture's first (= every) step, a re-weighted run's last
         w_last = weights[(min if METHODS[method].shows == "first" else max)(weights)] if weights else {}
         nan = math.nan
         return RunOutcome(run_id, method, seed, tau_setting,
-                          last["nats_per_text"] if last else nan, last["bits_per_byte"] if last else nan,
-                          last["gap_bits_per_byte"] if last else nan, w_last, skipped)
+                          last.nats_per_text if last else nan, last.bits_per_byte if last else nan,
+                          last.gap_bits_per_byte if last else nan, w_last, skipped)
 
 
 def _jsonable(d: dict) -> dict:

@@ -27,7 +27,7 @@ def main(spec_name: str) -> None:
     finals = defaultdict(dict)
     sweep = len({r.tau_setting for r in children if r.tau_setting is not None}) > 1
     for r in children:
-        last = max(st.get_kl(r.id), key=lambda k: k["step"])
+        last = max(st.get_kl(r.id), key=lambda k: k.step)
         label = r.method + (f" τ={r.tau_setting}" if sweep and r.tau_setting is not None else "")
         finals[label][r.seed] = last
     seeds = sorted({r.seed for r in children})
@@ -40,9 +40,9 @@ def main(spec_name: str) -> None:
     print("|---|" + "---|" * (len(seeds) + 3))
     for m in sorted(finals, key=_order):
         row = finals[m]
-        per_seed = [f"{row[s]['bits_per_byte']:.2f}" if s in row else "—" for s in seeds]
-        print(f"| {m} | {' | '.join(per_seed)} | {fmt([x['bits_per_byte'] for x in row.values()])} | "
-              f"{fmt([x['nats_per_text'] for x in row.values()])} | {fmt([x['gap_bits_per_byte'] for x in row.values()], 3)} |")
+        per_seed = [f"{row[s].bits_per_byte:.2f}" if s in row else "—" for s in seeds]
+        print(f"| {m} | {' | '.join(per_seed)} | {fmt([x.bits_per_byte for x in row.values()])} | "
+              f"{fmt([x.nats_per_text for x in row.values()])} | {fmt([x.gap_bits_per_byte for x in row.values()], 3)} |")
     # §4.2 weight recovery, when the target was trained with known weights
     target = st.get_model(children[0].target_model_id)
     target_stage = load_checkpoint(target.source).get("truth") if target.kind == "nanogpt" else None
@@ -105,7 +105,7 @@ def recovery_by_window(spec_name: str) -> None:
         return
     domains = sorted(truth)
     t = np.array([truth[d] for d in domains])
-    steps_total = max(max(k["step"] for k in st.get_kl(r.id)) for r in runs)
+    steps_total = max(max(k.step for k in st.get_kl(r.id)) for r in runs)
     print("\n| seed | all schedule steps | early steps (< 10 %) | late steps (≥ 50 %) |   (KL(geometric mean ‖ truth), nats: the paper's direction)")
     print("|---|---|---|---|")
     for r in runs:

@@ -94,7 +94,7 @@ def test_workers_in_parallel_with_the_app_reading(tmp_path, backend, n_workers, 
     assert len(runs) == 2 * (n_jobs - 1)  # jobs 0 and 1 share their runs
     assert all(r.status == "finished" for r in runs)
     for r in runs:
-        kl_steps = [k["step"] for k in store.get_kl(r.id)]
+        kl_steps = [k.step for k in store.get_kl(r.id)]
         assert kl_steps == sorted(set(kl_steps)) and kl_steps[-1] == 6 and len(kl_steps) >= 2, (r.name, kl_steps)
         assert sorted(store.get_weights(r.id)) == kl_steps
     # shared stages computed once: one corpus, one target, all stages finished

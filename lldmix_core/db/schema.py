@@ -178,6 +178,10 @@ class Run(Base):
     final_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict] = mapped_column(default=dict)
+    # which code made this run's numbers (migration 0004): the git commit, and everything else
+    # (lldmix and numerics versions, dirty tree, torch, device, threads, corpus and tokenizer hashes)
+    git_commit: Mapped[str | None] = mapped_column(String(40))
+    provenance: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

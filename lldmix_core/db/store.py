@@ -84,6 +84,26 @@ class RunInfo:
     created_at: datetime
     finished_at: datetime | None
     tau_setting: str | None = None  # the spec's τ as text ("auto", "inf", "1.0"); None: the method has no τ
+    git_commit: str | None = None
+    provenance: dict | None = None  # provenance.collect(): code, numerics and library versions, device, hashes
+
+
+@dataclass(frozen=True)
+class KLRow:
+    """One stored KL(target ‖ model) estimate. estimator "modelmap[-clipF]": the model map's second-order
+    estimate over the evaluation corpus; "sampled": texts drawn from the target (± stderr over n_samples)."""
+
+    step: int | None
+    model_id: int
+    reference_model_id: int
+    corpus_id: int
+    nats_per_text: float
+    bits_per_byte: float
+    gap_bits_per_byte: float | None  # target's minus model's mean log-likelihood, bits/byte (model map only)
+    estimator: str
+    stderr_bits_per_byte: float | None = None
+    n_samples: int | None = None
+    clip_threshold: float | None = None  # nats/text; None: no clipping
 
 
 @dataclass(frozen=True)
@@ -319,18 +339,21 @@ class Store(CoordinationMixin):
                   tau: float | None = None, tau_setting: str | None = None, parent_id: int | None = None,
                   job_id: int | None = None,
                   config: dict | None = None, base_model_id: int | None = None, target_model_id: int | None = None,
-                  corpus_id: int | None = None) -> int:
+                  corpus_id: int | None = None, provenance: dict | None = None) -> int:
         with self.transaction() as s:
             r = s.scalars(select(S.Run).where(S.Run.key == key)).first()
             if r is not None:
                 r.status, r.error, r.finished_at = "running", None, None
+                if provenance is not None:  # resumed: the code that finishes it is the code that counts
+                    r.provenance, r.git_commit = provenance, provenance.get("git_commit")
                 if job_id is not None:
                     r.job_id = job_id
                 return r.id
             r = S.Run(key=key, name=name, spec_hash=spec_hash, method=method, seed=seed, tau=tau, tau_setting=tau_setting,
                       parent_id=parent_id,
                       job_id=job_id, config=config or {}, base_model_id=base_model_id, target_model_id=target_model_id,
-                      corpus_id=corpus_id, status="running")
+                      corpus_id=corpus_id, status="running", provenance=provenance,
+                      git_commit=(provenance or {}).get("git_commit"))
             s.add(r)
             s.flush()
             return r.id
@@ -428,7 +451,9 @@ class Store(CoordinationMixin):
 
     @_retry_on_conflict
     def save_kl(self, *, run_id: int | None, step: int | None, model_id: int, reference_model_id: int, corpus_id: int,
-                nats_per_text: float, bits_per_byte: float, gap_bits_per_byte: float | None, estimator: str) -> None:
+                nats_per_text: float, bits_per_byte: float, gap_bits_per_byte: float | None, estimator: str,
+                stderr_bits_per_byte: float | None = None, n_samples: int | None = None,
+                clip_threshold: float | None = None) -> None:
         with self.transaction() as s:
             s.execute(delete(S.KLResult).where(and_(
                 _same(S.KLResult.run_id, run_id), _same(S.KLResult.step, step), S.KLResult.model_id == model_id,
@@ -437,13 +462,14 @@ class Store(CoordinationMixin):
             s.add(S.KLResult(run_id=run_id, step=step, model_id=model_id, reference_model_id=reference_model_id,
                              corpus_id=corpus_id, nats_per_text=float(nats_per_text), bits_per_byte=float(bits_per_byte),
                              gap_bits_per_byte=None if gap_bits_per_byte is None else float(gap_bits_per_byte),
-                             estimator=estimator))
+                             estimator=estimator, n_samples=n_samples,
+                             stderr_bits_per_byte=None if stderr_bits_per_byte is None else float(stderr_bits_per_byte),
+                             clip_threshold=None if clip_threshold is None else float(clip_threshold)))
 
-    def get_kl(self, run_id: int) -> list[dict]:
+    def get_kl(self, run_id: int) -> list[KLRow]:
         with self.transaction() as s:
             rows = s.scalars(select(S.KLResult).where(S.KLResult.run_id == run_id).order_by(S.KLResult.step)).all()
-            return [{c: getattr(r, c) for c in ("step", "model_id", "reference_model_id", "corpus_id", "nats_per_text",
-                                                "bits_per_byte", "gap_bits_per_byte", "estimator")} for r in rows]
+            return [KLRow(**{f: getattr(r, f) for f in KLRow.__dataclass_fields__}) for r in rows]
 
     def save_metrics(self, run_id: int, step: int, metrics: Mapping[str, float]) -> None:
         self.save_metrics_many(run_id, [(step, metrics)])

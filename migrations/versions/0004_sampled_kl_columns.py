@@ -1,4 +1,5 @@
-"""kl_results: the sampled KL's standard error and sample count, the model map's clipping threshold
+"""kl_results: the sampled KL's standard error and sample count, the model map's clipping threshold;
+runs: provenance (git commit and the rest as JSON)
 
 Rows with estimator "sampled" hold KL(target ‖ model) estimated on texts drawn from the target:
 bits_per_byte ± stderr_bits_per_byte over n_samples samples (nats_per_text the mean per sample).
@@ -26,9 +27,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('stderr_bits_per_byte', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('n_samples', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('clip_threshold', sa.Float(), nullable=True))
+    with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('git_commit', sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column('provenance', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.drop_column('provenance')
+        batch_op.drop_column('git_commit')
     with op.batch_alter_table('kl_results', schema=None) as batch_op:
         batch_op.drop_column('clip_threshold')
         batch_op.drop_column('n_samples')
