@@ -28,13 +28,16 @@ from lldmix_core.evaluate import domain_means, register_model, score_model
 from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nanogpt, save_nanogpt
 from lldmix_core.engine_claims import StageClaims
 from lldmix_core.engine_lld import LLDStages, subsample
-from lldmix_core.plan import run_plan
+from lldmix_core.plan import RunUnit, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core.distributed import broadcast_task, describe_task
-from lldmix_core.scoring import score_texts
+from lldmix_core import provenance
+from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, SpecContext, StepLogger
 from lldmix_core.methods import METHODS, tau_text
 from lldmix_core.outcomes import RunOutcome, SpecOutcome
+from lldmix_core.provenance import NUMERICS_VERSION
+from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
 from lldmix_core.spec import ModelRef, RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
@@ -77,39 +80,43 @@ class Engine(StageClaims, LLDStages):
                  f"({corpus.info.n_bytes:,} bytes), hash {corpus.info.content_hash[:12]}")
 
         self._check_against_corpus(spec, corpus)  # refuse before anything of the run is written
+        prov = provenance.collect(corpus.info.content_hash, tok.identity)
         parent_key = content_hash({"parent": spec.spec_hash})
         parent_id = self.store.start_run(key=parent_key, name=spec.name, spec_hash=spec.spec_hash, method="spec",
-                                         job_id=self.job_id, config=spec.model_dump(mode="json"), corpus_id=corpus.info.id)
+                                         job_id=self.job_id, config=spec.model_dump(mode="json"), corpus_id=corpus.info.id,
+                                         provenance=prov)
         parent_info = self.store.get_run(parent_id)
         mlflow_parent = self.tracker.start_child(None, spec.name, {"spec_hash": spec.spec_hash}, run_id=parent_info.mlflow_run_id) \
             if parent_info.mlflow_run_id else self.tracker.start_parent(
                 spec.name, {"spec_hash": spec.spec_hash, "methods": ",".join(spec.methods),
-                            "seeds": ",".join(map(str, spec.seeds)), "tokenizer": spec.tokenizer},
-                tags={"lldmix.spec": spec.name})
+                            "seeds": ",".join(map(str, spec.seeds)), "tokenizer": spec.tokenizer,
+                            "corpus_hash": corpus.info.content_hash, "numerics_version": NUMERICS_VERSION},
+                tags={"lldmix.spec": spec.name, **provenance.mlflow_tags(prov)})
         if mlflow_parent:
             self.store.set_mlflow_run_id(parent_id, mlflow_parent)
-        out = SpecOutcome(spec.name, spec.spec_hash, parent_id, corpus.info.content_hash, "", mlflow_parent=mlflow_parent)
+        out = SpecOutcome(spec.name, spec.spec_hash, parent_id, corpus.info.content_hash, "", mlflow_parent=mlflow_parent,
+                          provenance=prov)
         try:
             self.tracker.log_eval_dataset(mlflow_parent, corpus.texts.texts, corpus.texts.domains,
                                           corpus.info.source, f"{spec.name}-eval")
             target_lm, target_id, out.truth = self._target(spec, corpus)
             out.target_name = self.store.get_model(target_id).name
             target_scores = score_model(self.store, target_lm, target_id, corpus.info.id, corpus.texts)
-            self._teacher = target_lm if any(METHODS[m].needs_teacher for m in spec.methods) else None
             self._downstream_target = self._downstream(spec, target_lm, parent_id, 0, "target") \
                 if spec.downstream.tasks else None
-            del target_lm
             self._units_warning(spec, target_id)
-
+            K = len(corpus.domains)
+            prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
+            ctx = SpecContext(spec, corpus, parent_id, mlflow_parent, target_id, target_lm, target_scores, prior, prov)
             plan = self._plan(spec)
+            self._note_other_versions(parent_id)
             self._total_steps = sum(spec.training.steps for _ in plan)
             self._done_steps = 0
-            for seed, method, tau in plan:
-                outcome = self._run_method(spec, corpus, seed, method, tau, parent_id, mlflow_parent, target_id,
-                                           target_scores)
+            for unit in plan:
+                outcome = self._run_unit(ctx, unit)
                 out.runs.append(outcome)
-                if METHODS[method].mixture == "aggregate" and tau == spec.lld.taus[0]:
-                    out.recipes[seed] = outcome.weights
+                if METHODS[unit.method].mixture == "aggregate" and unit.tau_setting == spec.lld.taus[0]:
+                    out.recipes[unit.seed] = outcome.weights
             self.store.finish_run(parent_id, status="finished")
             self.tracker.end(mlflow_parent)
         except BaseException as e:
@@ -148,8 +155,21 @@ class Engine(StageClaims, LLDStages):
                                 f"{spec.tokenizer}, target uses {other}")
 
     @staticmethod
-    def _plan(spec: RunSpec) -> list[tuple[int, str, object]]:
+    def _plan(spec: RunSpec) -> list[RunUnit]:
         return run_plan(spec)
+
+    def _note_other_versions(self, parent_id: int) -> None:
+        """Say when finished runs of this spec in the database came from code whose numbers differ:
+        their keys differ, so they are not reused, and the user should know why work is redone."""
+        other: dict[str, int] = {}
+        for r in self.store.list_runs(parent_id=parent_id):
+            v = (r.provenance or {}).get("numerics_version", 1)
+            if r.status == "finished" and v != NUMERICS_VERSION:
+                label = f"numerics v{v}" + (f" (commit {str(r.git_commit)[:10]})" if r.git_commit else "")
+                other[label] = other.get(label, 0) + 1
+        for label, n in other.items():
+            self.log(f"note: {n} finished run(s) of this spec in the database came from {label}; this code is "
+                     f"numerics v{NUMERICS_VERSION}, so they are not reused")
 
     def _units_warning(self, spec: RunSpec, target_id: int) -> None:
         target = self.store.get_model(target_id)
@@ -284,190 +304,174 @@ class Engine(StageClaims, LLDStages):
                            warmup_steps=min(o.warmup_steps, steps // 2), weight_decay=o.weight_decay, betas=o.betas,
                            eps=o.eps, grad_clip=o.grad_clip, checkpoint_every=o.checkpoint_every, seed=seed)
 
-    def _run_method(self, spec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, parent_id: int,
-                    mlflow_parent, target_id: int, target_scores) -> RunOutcome:
-        # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content
-        key = self._run_key(spec, corpus, seed, method, tau_setting, target_id)
+    def _run_unit(self, ctx: SpecContext, unit: RunUnit) -> RunOutcome:
+        """One run of the plan: found finished in the database, or claimed and computed here."""
+        spec, (seed, method, tau_setting) = ctx.spec, unit
+        key = self._run_key(spec, ctx.corpus, seed, method, tau_setting, ctx.target_id)
         name = f"{spec.name}.{method}.seed{seed}" + (f".tau{tau_setting}" if len(spec.lld.taus) > 1 and tau_setting is not None else "")
         existing = self.store.get_run_by_key(key)
         if existing is not None and existing.status == "finished":
-            self.log(f"{name}: finished earlier (run {existing.id}); nothing to do")
+            self.log(f"{name}: finished earlier (run {existing.id}"
+                     + (f", commit {str(existing.git_commit)[:10]}" if existing.git_commit else "") + "); nothing to do")
             self._done_steps += spec.training.steps
-            return self._outcome(existing.id, method, seed, tau_setting, corpus, skipped=True)
+            return self._outcome(existing.id, unit, skipped=True)
         claim = content_hash({"run": key})
         with self._exclusive(claim, "run") as mine:
             if mine:
-                outcome = self._train_run(spec, corpus, seed, method, tau_setting, parent_id, mlflow_parent, target_id,
-                                          target_scores, key, name, claim)
+                outcome = self._train_run(ctx, unit, key, name, claim)
                 self.store.finish_stage(claim, kind="run", spec_hash=spec.spec_hash, result={"run_id": outcome.run_id})
                 return outcome
         self._done_steps += spec.training.steps  # another worker ran it while we waited
-        run_id = self.store.get_run_by_key(key).id
-        return self._outcome(run_id, method, seed, tau_setting, corpus, skipped=True)
+        return self._outcome(self.store.get_run_by_key(key).id, unit, skipped=True)
 
     def _run_key(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, target_id: int) -> str:
-        """The content key of one run (spec, seed, method, τ setting, target, corpus)."""
-        # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content
+        """The content key of one run (spec, seed, method, τ setting, target, corpus, numerics version)."""
+        # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content.
+        # The numerics version keys too: results of code whose numbers differ are never reused.
         return content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
-                             "target": target_id, "corpus": corpus.info.content_hash,
+                             "target": target_id, "corpus": corpus.info.content_hash, "numerics": NUMERICS_VERSION,
                              # v2: the student normalised over its padded rows (runs of v1 are not reused)
                              **({"distill_loss": 2} if METHODS[method].needs_teacher else {})})
 
-    def _train_run(self, spec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, parent_id: int, mlflow_parent,
-                   target_id: int, target_scores, key: str, name: str, claim: str) -> RunOutcome:
-        K = len(corpus.domains)
-        prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
-        steps = spec.training.steps
-        schedule = set(mc.lld_schedule(steps))
-        M = METHODS[method]
-        iterative = M.iterative
-        # KL is measured at `kl_steps`; iterative methods are also called at every schedule step to re-weight
-        kl_steps = (schedule if spec.eval_steps == "schedule" else set(spec.eval_steps)) | {steps}
-        eval_steps = sorted(kl_steps | (schedule if iterative else set()))
-        sub = subsample(corpus, spec.lld.estimate_texts_per_domain, seed) if iterative else None
-        tau = None
-        loss_fn = None
+    def _train_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str, claim: str) -> RunOutcome:
+        """Open the run, build the student (and teacher), train with an Evaluator, close the run."""
+        run = self._open_run(ctx, unit, key, name)
+        lm, loss_fn, base_id = self._build_student(ctx, unit)
+        done_before = self._done_steps
+        try:
+            self._train_student(ctx, run, lm, loss_fn, key, claim, done_before)
+        except BaseException as e:
+            self.store.finish_run(run.run_id, status="failed", error=str(e)[:2000])
+            self.tracker.end(run.mlflow_id, "FAILED")
+            raise
+        self._close_run(ctx, run, lm, base_id)
+        self._done_steps = done_before + ctx.spec.training.steps
+        return self._outcome(run.run_id, unit)
+
+    def _initial_mixture(self, ctx: SpecContext, unit: RunUnit) -> tuple[np.ndarray, float | None]:
+        """The run's mixture at step 0 (for a fixed-mixture method, the whole run's) and its τ if known."""
+        spec, corpus, M = ctx.spec, ctx.corpus, METHODS[unit.method]
         drawn_from = METHODS.get(spec.distill.mixture) if M.needs_teacher else None
         if M.mixture == "recipe":
-            weights = mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe")
-        elif M.mixture == "aggregate":
-            weights, tau = self._aggregate(spec, corpus, seed, tau_setting, target_id)
-        elif drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
-            weights, _ = self._aggregate(spec, corpus, seed, spec.lld.taus[0], target_id)
-        else:
-            weights = prior  # iterative methods: replaced at step 0 by the first estimate
+            return mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe"), None
+        if M.mixture == "aggregate":
+            return self._aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
+        if drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
+            return self._aggregate(spec, corpus, unit.seed, spec.lld.taus[0], ctx.target_id)[0], None
+        return ctx.prior, None  # iterative methods: replaced at step 0 by the first estimate
 
-        run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=method, seed=seed,
-                                      parent_id=parent_id, job_id=self.job_id,
-                                      config={"eval_steps": eval_steps}, tau_setting=tau_text(tau_setting), tau=tau,
-                                      target_model_id=target_id, corpus_id=corpus.info.id)
+    def _open_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str) -> RunHandle:
+        """The run's row and MLflow child, with the steps it evaluates at."""
+        spec, M = ctx.spec, METHODS[unit.method]
+        steps = spec.training.steps
+        schedule = set(mc.lld_schedule(steps))
+        # KL is measured at `kl_steps`; iterative methods are also called at every schedule step to re-weight
+        kl_steps = (schedule if spec.eval_steps == "schedule" else set(spec.eval_steps)) | {steps}
+        s = spec.kl.sampled
+        sampled = sampled_steps(s.n_samples, s.steps, kl_steps, steps)
+        kl_steps |= sampled
+        eval_steps = sorted(kl_steps | (schedule if M.iterative else set()))
+        weights, tau = self._initial_mixture(ctx, unit)
+        run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=unit.method, seed=unit.seed,
+                                      parent_id=ctx.parent_id, job_id=self.job_id, config={"eval_steps": eval_steps},
+                                      tau_setting=tau_text(unit.tau_setting), tau=tau, target_model_id=ctx.target_id,
+                                      corpus_id=ctx.corpus.info.id, provenance=ctx.provenance)
         if tau is not None:  # a recipe's run inherits pass 1's resolved τ (also when the row existed)
             self.store.update_run_tau(run_id, tau)
         info = self.store.get_run(run_id)
-        params = {"method": method, "seed": seed, "steps": steps, "unit": spec.lld.unit,
-                  **({"tau_setting": tau_text(tau_setting)} if tau_setting is not None else {}),
+        params = {"method": unit.method, "seed": unit.seed, "steps": steps, "unit": spec.lld.unit,
+                  **({"tau_setting": tau_text(unit.tau_setting)} if unit.tau_setting is not None else {}),
                   **({"tau": tau} if tau is not None else {}),
                   "batch_size": spec.training.batch_size, "lr": spec.training.lr, "arch": spec.arch.model_dump_json(),
-                  "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash}
-        mlflow_id = self.tracker.start_child(mlflow_parent, name, params, tags={"lldmix.method": method},
+                  "corpus_hash": ctx.corpus.info.content_hash, "spec_hash": spec.spec_hash,
+                  "numerics_version": NUMERICS_VERSION}
+        mlflow_id = self.tracker.start_child(ctx.mlflow_parent, name, params,
+                                             tags={"lldmix.method": unit.method, **provenance.mlflow_tags(ctx.provenance)},
                                              run_id=info.mlflow_run_id)
         if mlflow_id and not info.mlflow_run_id:
             self.store.set_mlflow_run_id(run_id, mlflow_id)
+        self.tracker.log_resolved_tau(mlflow_id, tau)
         self.log(f"{name}: training {steps} steps, evaluating at {len(eval_steps)} steps")
+        return RunHandle(run_id, mlflow_id, name, unit, M, weights, tau, kl_steps, sampled, eval_steps)
 
-        lm = self._base(spec, corpus, seed)
+    def _build_student(self, ctx: SpecContext, unit: RunUnit) -> tuple[LanguageModel, object, int]:
+        """The base for this seed (on the device), the distillation loss if the method has a teacher,
+        and the base's model id."""
+        M = METHODS[unit.method]
+        lm = self._base(ctx.spec, ctx.corpus, unit.seed)
         lm.module.to(_device())
+        loss_fn = None
         if M.needs_teacher:
-            check_same_tokenizer(lm, self._teacher)
-            self._teacher.module.to(_device())
-            loss_fn = distill_loss_fn(self._teacher, M.distill_objective, dict(spec.distill.params))
-        base_id = register_model(self.store, lm, f"{spec.name}.base.seed{seed}.{lm.fingerprint()[:8]}")
-        state = {"tau": tau}
-        texts = corpus.texts
-        target_ll = target_scores.loglik
-        target_dom = domain_means(target_ll, target_scores.n_tokens, texts.n_bytes, texts.domains, corpus.domains, spec.lld.unit)
-        if sub is not None:
-            target_dom_sub = domain_means(target_ll[sub], target_scores.n_tokens[sub], texts.n_bytes[sub],
-                                          [texts.domains[i] for i in sub], corpus.domains, spec.lld.unit)
-        done_before = self._done_steps
+            check_same_tokenizer(lm, ctx.target_lm)
+            ctx.target_lm.module.to(_device())
+            loss_fn = distill_loss_fn(ctx.target_lm, M.distill_objective, dict(ctx.spec.distill.params))
+        base_id = register_model(self.store, lm, f"{ctx.spec.name}.base.seed{unit.seed}.{lm.fingerprint()[:8]}")
+        return lm, loss_fn, base_id
 
-        def on_eval(step: int, lm: LanguageModel, current: np.ndarray):
-            self.progress(self._fraction(done_before + step), f"{name}: evaluating step {step}")
-            if sub is not None and step not in kl_steps:  # estimate Δ only, on the subsample
-                part = score_texts(lm, [texts.texts[i] for i in sub])
-                base_dom = domain_means(part.loglik, part.n_tokens, texts.n_bytes[sub], [texts.domains[i] for i in sub],
-                                        corpus.domains, spec.lld.unit)
-                new = reweight(step, lm, target_dom_sub - base_dom)
-                used = new if new is not None else current
-                self.store.save_weights(run_id, step, dict(zip(corpus.domains, map(float, used))), tau=state["tau"],
-                                        method=method)
-                metrics = {f"weight/{d}": float(w) for d, w in zip(corpus.domains, used)}
-                metrics.update({f"loglik_per_{spec.lld.unit}/{d}": float(v) for d, v in zip(corpus.domains, base_dom)})
-                self.tracker.log_metrics(mlflow_id, metrics, step)
-                return new
-            model_id = register_model(self.store, lm, f"{name}@{step}", source=f"run:{run_id}", run_id=run_id, step=step)
-            scored = score_model(self.store, lm, model_id, corpus.info.id, texts)
-            kl = mc.kl_pair(scored.loglik, target_ll, clip=spec.kl.clip)
-            mean_bytes = float(texts.n_bytes.mean())
-            kl_bpb = float(mc.nats_per_text_to_bits_per_byte(kl, mean_bytes))
-            gap = float(mc.loglik_gap_bits_per_byte(scored.loglik, target_ll, texts.n_bytes))
-            estimator = "modelmap" if spec.kl.clip == 0 else f"modelmap-clip{spec.kl.clip:g}"
-            self.store.save_kl(run_id=run_id, step=step, model_id=model_id, reference_model_id=target_id,
-                               corpus_id=corpus.info.id, nats_per_text=float(kl), bits_per_byte=kl_bpb,
-                               gap_bits_per_byte=gap, estimator=estimator)
-            base_dom = domain_means(scored.loglik, scored.n_tokens, texts.n_bytes, texts.domains, corpus.domains, spec.lld.unit)
-            new = reweight(step, lm, target_dom - base_dom)
-            used = new if new is not None else current
-            self.store.save_weights(run_id, step, dict(zip(corpus.domains, map(float, used))), tau=state["tau"], method=method)
-            metrics = {"kl_nats_per_text": kl, "kl_bits_per_byte": kl_bpb, "gap_bits_per_byte": gap}
-            metrics.update({f"weight/{d}": float(w) for d, w in zip(corpus.domains, used)})
-            metrics.update({f"loglik_per_{spec.lld.unit}/{d}": float(v) for d, v in zip(corpus.domains, base_dom)})
-            self.tracker.log_metrics(mlflow_id, metrics, step)
-            self.log(f"  step {step:>6}: KL to target {kl:10.3f} nats/text = {kl_bpb:8.4f} bits/byte, "
-                     f"gap {gap:+.4f} bits/byte")
-            return new
+    def _train_student(self, ctx: SpecContext, run: RunHandle, lm: LanguageModel, loss_fn, key: str, claim: str,
+                       done_before: int) -> None:
+        spec, unit = ctx.spec, run.unit
+        steps = spec.training.steps
 
-        def reweight(step: int, lm: LanguageModel, delta: np.ndarray) -> np.ndarray | None:
-            """New weights from Δ = ℓ_target − ℓ_model per domain at a schedule step (iterative methods)."""
-            if not iterative or step not in schedule or step >= steps:
-                return None
-            if state["tau"] is None:
-                state["tau"] = mc.resolve_tau(tau_setting, delta)
-                self.store.update_run_tau(run_id, state["tau"])
-            if M.mixture == "adjusted":
-                gram = self._gram(spec, lm, corpus)
-                return mc.adjusted_weights(delta, gram, state["tau"], prior, ridge=spec.lld.gram.ridge)
-            return mc.lld_weights(delta, state["tau"], prior)
+        def on_tau(tau: float) -> None:
+            self.store.update_run_tau(run.run_id, tau)
+            self.tracker.log_resolved_tau(run.mlflow_id, tau)
 
-        pending: list[tuple[int, float, float]] = []
+        reweighter = Reweighter(run.method, unit.tau_setting, run.tau, ctx.prior, set(mc.lld_schedule(steps)), steps,
+                                lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge, on_tau)
+        sub = subsample(ctx.corpus, spec.lld.estimate_texts_per_domain, unit.seed) if run.method.iterative else None
+        evaluator = Evaluator(self, ctx, run, reweighter, sub, done_before)
+        on_step = StepLogger(self, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint)
+        distill = {"teacher": self._descs["target"], "objective": run.method.distill_objective,
+                   "params": dict(spec.distill.params)} if run.method.needs_teacher else {}
+        self._train(self._descs["base"], lm, ctx.corpus, self._train_config(spec, steps, unit.seed), run.weights,
+                    eval_steps=run.eval_steps, on_eval=evaluator, on_step=on_step,
+                    checkpoint_path=self.settings.checkpoints_dir / key[:16] / "last.pt",
+                    should_stop=self.should_stop, loss_fn=loss_fn, **distill)
 
-        def on_step(step: int, loss: float, lr: float, domain: str):
-            self._heartbeat(claim)
-            pending.append((step, loss, lr))
-            if len(pending) >= 25 or step + 1 == steps or flush_before_checkpoint(step, spec.training.checkpoint_every):
-                for s, l, r in pending:
-                    self.tracker.log_metrics(mlflow_id, {"train_loss": l, "lr": r}, s)
-                self.store.save_metrics_many(run_id, [(s, {"train_loss": l, "lr": r}) for s, l, r in pending])
-                pending.clear()
-                self.progress(self._fraction(done_before + step + 1), f"{name}: step {step + 1}/{steps}")
-
-        ckpt = self.settings.checkpoints_dir / key[:16] / "last.pt"
-        try:
-            distill = {"teacher": self._descs["target"], "objective": M.distill_objective,
-                       "params": dict(spec.distill.params)} if M.needs_teacher else {}
-            self._train(self._descs["base"], lm, corpus, self._train_config(spec, steps, seed), weights,
-                        eval_steps=eval_steps, on_eval=on_eval, on_step=on_step, checkpoint_path=ckpt,
-                        should_stop=self.should_stop, loss_fn=loss_fn, **distill)
-        except BaseException as e:
-            self.store.finish_run(run_id, status="failed", error=str(e)[:2000])
-            self.tracker.end(mlflow_id, "FAILED")
-            raise
+    def _close_run(self, ctx: SpecContext, run: RunHandle, lm: LanguageModel, base_id: int) -> None:
+        spec, steps = ctx.spec, ctx.spec.training.steps
         if spec.downstream.tasks:
-            self._downstream(spec, lm, run_id, steps, name)
-        self.store.update_run_models(run_id, base_model_id=base_id, final_model_id=self.store.final_model_id(run_id, steps))
-        if M.mixture == "aggregate":
-            recipe = self.store.get_recipe(self._recipe_name(spec, seed, tau_setting))
-            self.tracker.log_dict(mlflow_id, _jsonable(recipe), "recipes/recipe.json")
-        self.store.finish_run(run_id, status="finished")
-        self.tracker.end(mlflow_id)
-        self._done_steps = done_before + steps
-        return self._outcome(run_id, method, seed, tau_setting, corpus, skipped=False)
+            self._downstream(spec, lm, run.run_id, steps, run.name)
+        self.store.update_run_models(run.run_id, base_model_id=base_id,
+                                     final_model_id=self.store.final_model_id(run.run_id, steps))
+        if run.method.mixture == "aggregate":
+            self.tracker.log_recipe(run.mlflow_id, self.store.get_recipe(self._recipe_name(spec, run.unit.seed,
+                                                                                          run.unit.tau_setting)))
+        self.store.finish_run(run.run_id, status="finished")
+        self.tracker.end(run.mlflow_id)
+
+    def samples_for(self, ctx: SpecContext, seed: int) -> SampleSet:
+        """The draws from the target for this seed (made once, then found in the database)."""
+        if seed not in ctx.samples:
+            s = ctx.spec.kl.sampled
+            ctx.samples[seed] = target_samples(self.store, self.settings.home, ctx.target_lm, ctx.target_id,
+                                               n=s.n_samples, n_tokens=s.n_tokens, seed=seed)
+        return ctx.samples[seed]
+
+    def heartbeat(self, key: str) -> None:
+        self._heartbeat(key)
+
+    def fraction(self, steps_done: int) -> float:
+        return self._fraction(steps_done)
 
     def _fraction(self, steps_done: int) -> float:
         return min(0.999, steps_done / max(1, self._total_steps))
 
     # ------------------------------------------------------------------ results
-    def _outcome(self, run_id: int, method: str, seed: int, tau_setting, corpus: PreparedCorpus, skipped: bool) -> RunOutcome:
+    def _outcome(self, run_id: int, unit: RunUnit, skipped: bool = False) -> RunOutcome:
+        """The run's final model-map and sampled KL, and the weights that stand for it."""
         rows = self.store.get_kl(run_id)
         last = max((r for r in rows if r.estimator.startswith("modelmap")), key=lambda r: r.step, default=None)
+        sampled = max((r for r in rows if r.estimator == "sampled"), key=lambda r: r.step, default=None)
         weights = self.store.get_weights(run_id)
         # the weights that stand for the run: a fixed mixture's first (= every) step, a re-weighted run's last
-        w_last = weights[(min if METHODS[method].shows == "first" else max)(weights)] if weights else {}
+        w_last = weights[(min if METHODS[unit.method].shows == "first" else max)(weights)] if weights else {}
         nan = math.nan
-        return RunOutcome(run_id, method, seed, tau_setting,
+        return RunOutcome(run_id, unit.method, unit.seed, unit.tau_setting,
                           last.nats_per_text if last else nan, last.bits_per_byte if last else nan,
-                          last.gap_bits_per_byte if last else nan, w_last, skipped)
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in d.items()}
+                          last.gap_bits_per_byte if last else nan, w_last, skipped=skipped,
+                          sampled_bits_per_byte=sampled.bits_per_byte if sampled else nan,
+                          sampled_se_bits_per_byte=sampled.stderr_bits_per_byte if sampled else nan,
+                          final_model_id=sampled.model_id if sampled else (last.model_id if last else None),
+                          sampled_corpus_id=sampled.corpus_id if sampled else None)

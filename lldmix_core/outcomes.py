@@ -24,6 +24,10 @@ class RunOutcome:
     final_gap_bits_per_byte: float
     weights: dict[str, float]  # the weights that stand for the run (registry's `shows`)
     skipped: bool
+    sampled_bits_per_byte: float = float("nan")  # final sampled KL(target ‖ model), bits/byte
+    sampled_se_bits_per_byte: float = float("nan")
+    final_model_id: int | None = None
+    sampled_corpus_id: int | None = None  # the draws the sampled KL used (paired within a seed)
 
 
 @dataclass
@@ -37,3 +41,4 @@ class SpecOutcome:
     truth: dict[str, float] | None = None  # the target's training weights, when known
     recipes: dict[int, dict[str, float]] = field(default_factory=dict)  # seed -> aggregated recipe
     mlflow_parent: str | None = None
+    provenance: dict = field(default_factory=dict)  # provenance.collect() of this execution

@@ -8,6 +8,7 @@ training memory ≈ 16 bytes/parameter (fp32 weights, grads, AdamW moments) + ac
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 from pathlib import Path
 
 from lldmix_core import mathcore as mc
@@ -35,8 +36,17 @@ def _human(x: float, unit: str) -> str:
 TAU_METHODS = tuple(n for n, m in METHODS.items() if m.uses_tau)
 
 
-def run_plan(spec: RunSpec) -> list[tuple[int, str, object]]:
-    """(seed, method, τ setting) in the registry's order, which puts pass 1 before pass 2 and recipes
+class RunUnit(NamedTuple):
+    """One run of the plan. `tau_setting` is normalised once by the spec: a float, "auto", math.inf,
+    or None where the method has no τ."""
+
+    seed: int
+    method: str
+    tau_setting: object
+
+
+def run_plan(spec: RunSpec) -> list[RunUnit]:
+    """RunUnit(seed, method, τ setting) in the registry's order, which puts pass 1 before pass 2 and recipes
     before their users. A method that aggregates another's runs pulls that pass 1 in."""
     methods = set(spec.methods)
     wanted = {m for m in methods if METHODS[m].aggregates}
@@ -52,7 +62,7 @@ def run_plan(spec: RunSpec) -> list[tuple[int, str, object]]:
             taus = spec.lld.taus if METHODS[m].uses_tau else (None,)
             if m in pass1_only:
                 taus = [t for t in taus if not is_inf(t)]  # τ = ∞: the recipe is the prior, no pass 1
-            plan += [(seed, m, t) for t in taus]
+            plan += [RunUnit(seed, m, t) for t in taus]
     return plan
 
 

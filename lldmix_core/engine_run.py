@@ -1,0 +1,194 @@
+"""One run (a method × seed × τ of a spec), as small objects the engine calls in order:
+
+    open the run (mixture, row, MLflow child) → build the student (and teacher) → train, with
+    `Evaluator` called at every evaluation step (model-map KL, sampled KL, weights, metrics) and
+    `Reweighter` asked for new weights at the LLD schedule steps → close the run.
+
+`SpecContext` is the per-spec state those objects share (corpus, target and its scores, parent
+runs, the draws for the sampled KL), made once by the engine: nothing is set on the engine from
+outside its constructor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from lldmix_core import mathcore as mc
+from lldmix_core.evaluate import ScoredModel, domain_means, register_model, score_model
+from lldmix_core.methods import MethodDef
+from lldmix_core.models import LanguageModel
+from lldmix_core.plan import RunUnit
+from lldmix_core.prepare import PreparedCorpus
+from lldmix_core.sampled_eval import SampleSet, sampled_kl_of
+from lldmix_core.scoring import score_texts
+from lldmix_core.spec import RunSpec
+
+
+@dataclass
+class SpecContext:
+    spec: RunSpec
+    corpus: PreparedCorpus
+    parent_id: int
+    mlflow_parent: str | None
+    target_id: int
+    target_lm: LanguageModel
+    target_scores: ScoredModel
+    prior: np.ndarray  # [K] the LLD prior (uniform unless lld.prior)
+    provenance: dict
+    samples: dict[int, SampleSet] = field(default_factory=dict)  # seed -> draws from the target
+
+
+@dataclass
+class RunHandle:
+    """What an open run is known by: its row, its MLflow run, its name and the steps it evaluates."""
+
+    run_id: int
+    mlflow_id: str | None
+    name: str
+    unit: RunUnit
+    method: MethodDef
+    weights: np.ndarray  # [K] the initial (or the whole run's fixed) mixture
+    tau: float | None  # resolved τ (None until an iterative run resolves it)
+    kl_steps: set[int]
+    sampled_steps: set[int]
+    eval_steps: list[int]
+
+
+class Reweighter:
+    """New domain weights at the LLD schedule steps: softmax(Δ/τ)·prior, or with G⁻¹Δ for adjusted-LLD.
+    Resolves τ ("auto" from the spread of Δ) at its first estimate and reports it once."""
+
+    def __init__(self, method: MethodDef, tau_setting, tau: float | None, prior: np.ndarray, schedule: set[int],
+                 total_steps: int, gram: Callable[[LanguageModel], np.ndarray], ridge: float,
+                 on_tau: Callable[[float], None]):
+        self.method, self.tau_setting, self.tau, self.prior = method, tau_setting, tau, prior
+        self.schedule, self.total_steps, self.gram, self.ridge, self.on_tau = schedule, total_steps, gram, ridge, on_tau
+
+    def wants(self, step: int) -> bool:
+        return self.method.iterative and step in self.schedule and step < self.total_steps
+
+    def __call__(self, step: int, lm: LanguageModel, delta: np.ndarray) -> np.ndarray | None:
+        """Weights [K] from Δ = ℓ_target − ℓ_model per domain, or None when this step keeps the mixture."""
+        if not self.wants(step):
+            return None
+        if self.tau is None:
+            self.tau = mc.resolve_tau(self.tau_setting, delta)
+            self.on_tau(self.tau)
+        if self.method.mixture == "adjusted":
+            return mc.adjusted_weights(delta, self.gram(lm), self.tau, self.prior, ridge=self.ridge)
+        return mc.lld_weights(delta, self.tau, self.prior)
+
+
+class Evaluator:
+    """Called by train() at every evaluation step with the current model and weights; returns new
+    weights (iterative methods at schedule steps) or None. At KL steps: registers the checkpoint,
+    stores the model-map KL (and at sampled steps the sampled KL), the weights and the metrics."""
+
+    def __init__(self, engine, ctx: SpecContext, run: RunHandle, reweighter: Reweighter,
+                 subsample: np.ndarray | None, done_before: int):
+        self.engine, self.ctx, self.run, self.reweighter = engine, ctx, run, reweighter
+        self.sub, self.done_before = subsample, done_before
+        unit = ctx.spec.lld.unit
+        t, texts = ctx.target_scores, ctx.corpus.texts
+        self.target_dom = domain_means(t.loglik, t.n_tokens, texts.n_bytes, texts.domains, ctx.corpus.domains, unit)
+        if subsample is not None:
+            self.target_dom_sub = self._domain_means(t.loglik[subsample], t.n_tokens[subsample], subsample)
+
+    def _domain_means(self, loglik, n_tokens, idx) -> np.ndarray:
+        texts = self.ctx.corpus.texts
+        return domain_means(loglik, n_tokens, texts.n_bytes[idx], [texts.domains[i] for i in idx],
+                            self.ctx.corpus.domains, self.ctx.spec.lld.unit)
+
+    def __call__(self, step: int, lm: LanguageModel, current: np.ndarray) -> np.ndarray | None:
+        self.engine.progress(self.engine.fraction(self.done_before + step), f"{self.run.name}: evaluating step {step}")
+        if self.sub is not None and step not in self.run.kl_steps:
+            return self.estimate_only(step, lm, current)
+        model_id = register_model(self.engine.store, lm, f"{self.run.name}@{step}", source=f"run:{self.run.run_id}",
+                                  run_id=self.run.run_id, step=step)
+        metrics, scored = self.model_map(step, model_id, lm)
+        if step in self.run.sampled_steps:
+            metrics.update(self.sampled(step, model_id, lm))
+        base_dom = domain_means(scored.loglik, scored.n_tokens, self.ctx.corpus.texts.n_bytes,
+                                self.ctx.corpus.texts.domains, self.ctx.corpus.domains, self.ctx.spec.lld.unit)
+        new = self.reweighter(step, lm, self.target_dom - base_dom)
+        self.record(step, new if new is not None else current, base_dom, metrics)
+        return new
+
+    def estimate_only(self, step: int, lm: LanguageModel, current: np.ndarray) -> np.ndarray | None:
+        """Δ on the seeded subsample only (a schedule step where no KL is measured)."""
+        texts = self.ctx.corpus.texts
+        part = score_texts(lm, [texts.texts[i] for i in self.sub])
+        base_dom = self._domain_means(part.loglik, part.n_tokens, self.sub)
+        new = self.reweighter(step, lm, self.target_dom_sub - base_dom)
+        self.record(step, new if new is not None else current, base_dom, {})
+        return new
+
+    def model_map(self, step: int, model_id: int, lm: LanguageModel) -> tuple[dict, ScoredModel]:
+        """The model map's KL estimate over the evaluation corpus, and the log-likelihood gap."""
+        ctx, store = self.ctx, self.engine.store
+        texts, target_ll = ctx.corpus.texts, ctx.target_scores.loglik
+        scored = score_model(store, lm, model_id, ctx.corpus.info.id, texts)
+        kl = mc.kl_pair(scored.loglik, target_ll, clip=ctx.spec.kl.clip)
+        kl_bpb = float(mc.nats_per_text_to_bits_per_byte(kl, float(texts.n_bytes.mean())))
+        gap = float(mc.loglik_gap_bits_per_byte(scored.loglik, target_ll, texts.n_bytes))
+        estimator = "modelmap" if ctx.spec.kl.clip == 0 else f"modelmap-clip{ctx.spec.kl.clip:g}"
+        store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
+                      corpus_id=ctx.corpus.info.id, nats_per_text=float(kl), bits_per_byte=kl_bpb,
+                      gap_bits_per_byte=gap, estimator=estimator)
+        self.engine.log(f"  step {step:>6}: model-map KL to target {kl:10.3f} nats/text = {kl_bpb:8.4f} bits/byte, "
+                        f"gap {gap:+.4f} bits/byte")
+        return {"kl_nats_per_text": kl, "kl_bits_per_byte": kl_bpb, "gap_bits_per_byte": gap}, scored
+
+    def sampled(self, step: int, model_id: int, lm: LanguageModel) -> dict:
+        """KL(target ‖ model) on texts drawn from the target (the same draws for every run of the seed)."""
+        ctx = self.ctx
+        sset = self.engine.samples_for(ctx, self.run.unit.seed)
+        res = sampled_kl_of(self.engine.store, sset, ctx.target_lm, lm, model_id)
+        self.engine.store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
+                                  corpus_id=sset.corpus_id, nats_per_text=res.nats_per_text, bits_per_byte=res.bits_per_byte,
+                                  gap_bits_per_byte=None, estimator="sampled", stderr_bits_per_byte=res.stderr_bits_per_byte,
+                                  n_samples=res.n_samples)
+        self.engine.log(f"  step {step:>6}: sampled KL to target {res.bits_per_byte:.4f} ± {res.stderr_bits_per_byte:.4f} "
+                        f"bits/byte ({res.n_samples} draws)")
+        return {"sampled_kl_bits_per_byte": res.bits_per_byte, "sampled_kl_se_bits_per_byte": res.stderr_bits_per_byte}
+
+    def record(self, step: int, used: np.ndarray, base_dom: np.ndarray, metrics: dict) -> None:
+        """The weights in force from `step` on, the model's per-domain log-likelihoods, the metrics."""
+        ctx, run = self.ctx, self.run
+        domains = ctx.corpus.domains
+        self.engine.store.save_weights(run.run_id, step, dict(zip(domains, map(float, used))),
+                                       tau=self.reweighter.tau, method=run.unit.method)
+        metrics = {**metrics, **{f"weight/{d}": float(w) for d, w in zip(domains, used)},
+                   **{f"loglik_per_{ctx.spec.lld.unit}/{d}": float(v) for d, v in zip(domains, base_dom)}}
+        self.engine.tracker.log_metrics(run.mlflow_id, metrics, step)
+
+
+class StepLogger:
+    """Training loss and learning rate per step, to the store and MLflow in batches (flushed before
+    every checkpoint, so a resumed run's history has no gap)."""
+
+    def __init__(self, engine, run: RunHandle, claim: str, total_steps: int, checkpoint_every: int, done_before: int,
+                 flush_before_checkpoint: Callable[[int, int], bool]):
+        self.engine, self.run, self.claim = engine, run, claim
+        self.total_steps, self.checkpoint_every, self.done_before = total_steps, checkpoint_every, done_before
+        self.flush_before_checkpoint = flush_before_checkpoint
+        self.pending: list[tuple[int, float, float]] = []
+
+    def __call__(self, step: int, loss: float, lr: float, domain: str) -> None:
+        self.engine.heartbeat(self.claim)
+        self.pending.append((step, loss, lr))
+        if (len(self.pending) >= 25 or step + 1 == self.total_steps
+                or self.flush_before_checkpoint(step, self.checkpoint_every)):
+            self.flush()
+            self.engine.progress(self.engine.fraction(self.done_before + step + 1),
+                                 f"{self.run.name}: step {step + 1}/{self.total_steps}")
+
+    def flush(self) -> None:
+        for s, loss, lr in self.pending:
+            self.engine.tracker.log_metrics(self.run.mlflow_id, {"train_loss": loss, "lr": lr}, s)
+        self.engine.store.save_metrics_many(self.run.run_id, [(s, {"train_loss": loss, "lr": lr})
+                                                               for s, loss, lr in self.pending])
+        self.pending.clear()
