@@ -323,7 +323,7 @@ def run(
         outcome = Engine(store, s).run(spec)
     finally:
         distributed.broadcast_task(None)  # releases the other ranks, also when rank 0 fails
-    typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri))
+    typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri, store=store))
 
 
 def _check_corpus_files(spec, settings) -> None:

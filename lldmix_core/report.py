@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from lldmix_core import mathcore as mc
+from lldmix_core import provenance
 from lldmix_core.outcomes import SpecOutcome
 from lldmix_core.methods import METHODS
 
@@ -46,6 +47,8 @@ def method_table(outcome: SpecOutcome) -> list[dict]:
             "kl_nats_per_text": [r.final_kl_nats_per_text for r in rs],
             "kl_bits_per_byte": [r.final_kl_bits_per_byte for r in rs],
             "gap_bits_per_byte": [r.final_gap_bits_per_byte for r in rs],
+            "sampled_bits_per_byte": [r.sampled_bits_per_byte for r in rs],
+            "sampled_se_bits_per_byte": [r.sampled_se_bits_per_byte for r in rs],
         })
     return rows
 
@@ -68,15 +71,97 @@ def recovery(outcome: SpecOutcome) -> list[dict]:
     return out
 
 
-def format_report(outcome: SpecOutcome, db_url: str, mlflow_uri: str) -> str:
-    lines = [f"\n== {outcome.spec_name}: final KL to target {outcome.target_name} "
-             f"(model-map estimator; lower is closer) ==",
-             f"{'method':<24} {'seeds':>5}  {'KL nats/text':>20}  {'KL bits/byte':>18}  {'log-lik gap bits/byte':>22}"]
-    for row in method_table(outcome):
-        lines.append(f"{row['method']:<24} {row['seeds']:>5}  {_mean_sd(row['kl_nats_per_text']):>20}  "
-                     f"{_mean_sd(row['kl_bits_per_byte']):>18}  {_mean_sd(row['gap_bits_per_byte']):>22}")
-    lines.append("KL = half the variance over texts of log p_target − log p_model (second order; it ranks methods "
-                 "but is no exact KL when models are far apart). Gap = target's minus model's mean log-likelihood per byte.")
+def _reference(outcome: SpecOutcome) -> str | None:
+    """The baseline every method is paired with: the registry's prior-mixture method (uniform)."""
+    ref = next((n for n, m in METHODS.items() if m.mixture == "prior" and not m.needs_teacher), None)
+    return ref if any(r.method == ref for r in outcome.runs) else None
+
+
+def paired_to_reference(outcome: SpecOutcome, store=None) -> list[dict]:
+    """Per method: KL − KL(reference) by the sampled KL. Within a seed both were scored on the same
+    draws, so each seed's difference has a per-sample paired standard error; across seeds, a t
+    interval over the per-seed differences and wins n/N (seeds where the method is closer)."""
+    ref = _reference(outcome)
+    if ref is None:
+        return []
+    from lldmix_core.sampled_eval import paired_vs  # store-side: only when a store is given
+
+    several = len({r.tau_setting for r in outcome.runs if r.tau_setting is not None}) > 1
+    refs = {r.seed: r for r in outcome.runs if r.method == ref}
+    by_label: dict[str, list] = defaultdict(list)
+    for r in outcome.runs:
+        if r.method != ref and r.seed in refs:
+            by_label[run_label(r.method, r.tau_setting, several)].append(r)
+    rows = []
+    for label, rs in by_label.items():
+        per_seed = []
+        for r in sorted(rs, key=lambda x: x.seed):
+            u = refs[r.seed]
+            within = None
+            if store is not None and r.sampled_corpus_id is not None and r.final_model_id and u.final_model_id:
+                c = store.get_corpus(r.sampled_corpus_id)
+                tok = store.get_model(r.final_model_id).tokenizer_hash
+                within = paired_vs(store, r.sampled_corpus_id, tok, r.final_model_id, u.final_model_id,
+                                   float(c.settings.get("mean_bytes") or 1.0))
+            per_seed.append((r.seed, r.sampled_bits_per_byte - u.sampled_bits_per_byte, within,
+                             r.final_kl_bits_per_byte - u.final_kl_bits_per_byte))
+        m = np.array([x.sampled_bits_per_byte for x in sorted(rs, key=lambda x: x.seed)])
+        u = np.array([refs[x.seed].sampled_bits_per_byte for x in sorted(rs, key=lambda x: x.seed)])
+        summary = mc.paired_summary(m, u) if np.all(np.isfinite(m)) and np.all(np.isfinite(u)) else None
+        rows.append({"method": label, "reference": ref, "per_seed": per_seed, "summary": summary})
+    return sorted(rows, key=lambda row: (METHODS[row["method"].split(" ")[0]].table_order, row["method"]))
+
+
+def _verdict(row: dict) -> str:
+    """What the sampled KL says about this method against the reference, and only what it supports."""
+    sm = row["summary"]
+    if sm is not None and sm.n >= 2:
+        if sm.hi < 0:
+            return f"closer than {row['reference']} (interval below 0)"
+        if sm.lo > 0:
+            return f"farther than {row['reference']} (interval above 0)"
+        return f"not distinguishable from {row['reference']} at {sm.n} seeds"
+    seed, d, within, _ = row["per_seed"][0]
+    if within is None:
+        return "one seed: no interval"
+    lo, hi = within[0] - 1.96 * within[1], within[0] + 1.96 * within[1]
+    where = "closer" if hi < 0 else "farther" if lo > 0 else "not distinguishable"
+    return f"{where} on seed {seed}'s draws (one seed: says nothing about other initial models)"
+
+
+def format_report(outcome: SpecOutcome, db_url: str, mlflow_uri: str, store=None) -> str:
+    rows = method_table(outcome)
+    lines = [f"\n== {outcome.spec_name}: final KL to target {outcome.target_name} (lower is closer) =="]
+    if any(math.isfinite(x) for row in rows for x in row["sampled_bits_per_byte"]):
+        lines.append(f"{'method':<24} {'seeds':>5}  {'sampled KL bits/byte':>22}  {'model-map KL bits/byte':>24}  "
+                     f"{'log-lik gap bits/byte':>22}")
+        for row in rows:
+            lines.append(f"{row['method']:<24} {row['seeds']:>5}  {_sampled(row):>22}  "
+                         f"{_mean_sd(row['kl_bits_per_byte']):>24}  {_mean_sd(row['gap_bits_per_byte']):>22}")
+        lines.append("Sampled KL = KL(target ‖ model) on texts drawn from the target (mean ± its standard error for one "
+                     "seed, mean ± sd over seeds): the judge of closeness. Model-map KL = half the variance over texts of "
+                     "log p_target − log p_model (second order; far from exact when models are far apart). Gap = "
+                     "target's minus model's mean log-likelihood per byte.")
+    else:
+        lines.append(f"{'method':<24} {'seeds':>5}  {'KL nats/text':>20}  {'KL bits/byte':>18}  {'log-lik gap bits/byte':>22}")
+        for row in rows:
+            lines.append(f"{row['method']:<24} {row['seeds']:>5}  {_mean_sd(row['kl_nats_per_text']):>20}  "
+                         f"{_mean_sd(row['kl_bits_per_byte']):>18}  {_mean_sd(row['gap_bits_per_byte']):>22}")
+        lines.append("KL = the model map's estimate: half the variance over texts of log p_target − log p_model (second "
+                     "order; it ranks methods but is no exact KL when models are far apart). Sampled KL off (kl.sampled).")
+    pairs = paired_to_reference(outcome, store)
+    if pairs and any(math.isfinite(p["per_seed"][0][1]) for p in pairs):
+        lines.append(f"\nPaired with {pairs[0]['reference']} (same seed = same initial model, data order and draws), "
+                     "sampled KL difference in bits/byte (negative = closer to the target):")
+        for p in pairs:
+            cells = []
+            for seed, d, within, dmap in p["per_seed"]:
+                w = f" ± {within[1]:.4f}" if within is not None else ""
+                cells.append(f"seed {seed}: {d:+.4f}{w} (model map {dmap:+.2f})")
+            sm = p["summary"]
+            over = (f"; over {sm.n} seeds {sm.mean_diff:+.4f}, 95 % interval [{sm.lo:+.4f}, {sm.hi:+.4f}], "
+                    f"closer on {sm.wins}/{sm.n}") if sm is not None and sm.n >= 2 else ""
+            lines.append(f"  {p['method']:<22} " + "; ".join(cells) + over + f" → {_verdict(p)}")
     rec = recovery(outcome)
     if rec:
         lines.append("\nWeight recovery (paper §4.2; nats): KL(uniform ‖ truth) vs KL(aggregated-LLD ‖ truth) "
@@ -88,4 +173,16 @@ def format_report(outcome: SpecOutcome, db_url: str, mlflow_uri: str) -> str:
         lines.append(f"\naggregated-LLD recipe (seed {seed}): " + ", ".join(f"{d} {w:.3f}" for d, w in recipe.items()))
     lines.append(f"\nStored in {db_url} (tables kl_results, weight_estimates, recipes; parent run id {outcome.parent_run_id})")
     lines.append(f"MLflow: {mlflow_uri} (experiment {outcome.spec_name}, run {outcome.mlflow_parent})")
+    if outcome.provenance:
+        lines.append(provenance.footer(outcome.provenance, seeds=sorted({r.seed for r in outcome.runs})))
     return "\n".join(lines)
+
+
+def _sampled(row: dict) -> str:
+    v = [x for x in row["sampled_bits_per_byte"] if math.isfinite(x)]
+    if not v:
+        return "n/a"
+    if len(v) == 1:
+        se = row["sampled_se_bits_per_byte"][0]
+        return f"{v[0]:.4f} ± {se:.4f}"
+    return f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f}"
