@@ -68,6 +68,43 @@ def kl_rows(parent_id: int, v: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=60)
+def sampled_pairs(parent_id: int, reference: str, v: str) -> pd.DataFrame:
+    """Per run (not the reference) and seed: its final sampled KL minus the reference's of the same seed,
+    bits/byte, with the per-draw paired standard error (both scored on the same draws from the target)."""
+    import numpy as np
+
+    from lldmix_core import mathcore as mc
+
+    st_ = store()
+    kl = pd.DataFrame(st_.kl_rows(parent_id))
+    if kl.empty:
+        return pd.DataFrame()
+    sam = kl[kl["estimator"] == "sampled"]
+    if sam.empty:
+        return pd.DataFrame()
+    final = sam.loc[sam.groupby("run_id")["step"].idxmax()]
+    refs = final[final["method"] == reference].set_index("seed")
+    out = []
+    for _, r in final[final["method"] != reference].iterrows():
+        if r["seed"] not in refs.index:
+            continue
+        u = refs.loc[r["seed"]]
+        row = {"run_id": r["run_id"], "method": r["method"], "tau": r["tau"], "seed": r["seed"],
+               "diff": r["bits_per_byte"] - u["bits_per_byte"], "se": np.nan}
+        if r["corpus_id"] == u["corpus_id"]:
+            c = st_.get_corpus(int(r["corpus_id"]))
+            tok = st_.get_model(int(r["model_id"])).tokenizer_hash
+            a = st_.get_loglik_vector(int(r["model_id"]), int(r["corpus_id"]), tok)
+            b = st_.get_loglik_vector(int(u["model_id"]), int(u["corpus_id"]), tok)
+            if a is not None and b is not None:
+                scale = np.log(2) * float(c.settings.get("mean_bytes") or 1.0)
+                d = (b[0].astype(np.float64) - a[0].astype(np.float64)) / scale
+                row["diff"], row["se"] = mc.paired_difference(d, np.zeros_like(d))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+@st.cache_data(ttl=60)
 def weights(run_id: int, v: str) -> pd.DataFrame:
     w = store().get_weights(run_id)
     return pd.DataFrame([{"step": step, "domain": d, "weight": x} for step, ws in w.items() for d, x in ws.items()])

@@ -544,11 +544,14 @@ class Store(CoordinationMixin):
         """KL to the target at every evaluated step of every run under a spec's parent run."""
         with self.transaction() as s:
             rows = s.execute(select(S.Run.id, S.Run.name, S.Run.method, S.Run.seed, S.Run.tau_setting, S.KLResult.step,
-                                    S.KLResult.nats_per_text, S.KLResult.bits_per_byte, S.KLResult.gap_bits_per_byte)
+                                    S.KLResult.nats_per_text, S.KLResult.bits_per_byte, S.KLResult.gap_bits_per_byte,
+                                    S.KLResult.estimator, S.KLResult.stderr_bits_per_byte, S.KLResult.model_id,
+                                    S.KLResult.corpus_id)
                              .join(S.KLResult, S.KLResult.run_id == S.Run.id).where(S.Run.parent_id == parent_id)
                              .order_by(S.Run.id, S.KLResult.step)).all()
         return [{"run_id": r[0], "run": r[1], "method": r[2], "seed": r[3], "tau": r[4],
-                 "step": r[5], "nats_per_text": r[6], "bits_per_byte": r[7], "gap_bits_per_byte": r[8]} for r in rows]
+                 "step": r[5], "nats_per_text": r[6], "bits_per_byte": r[7], "gap_bits_per_byte": r[8],
+                 "estimator": r[9], "stderr_bits_per_byte": r[10], "model_id": r[11], "corpus_id": r[12]} for r in rows]
 
     def domain_loglik_table(self, corpus_id: int) -> list[dict]:
         """Per-domain mean log-likelihood (nats/token, nats/byte) of every model scored on a corpus."""
