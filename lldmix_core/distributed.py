@@ -12,36 +12,67 @@ corpus across ranks instead.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from lldmix_core.procgroup import broadcast_object, init_from_env, is_leader, world  # noqa: F401  (re-exported)
 
 
-def broadcast_task(task: dict | None) -> None:
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How to rebuild a model in another process: a random NanoGPT from (config, tokenizer, seed), or a
+    model loaded from a file or folder (kind "nanogpt" | "hf", source, tokenizer)."""
+
+    kind: str  # "random" | "nanogpt" | "hf"
+    source: str | None = None
+    tokenizer: str | None = None
+    config: dict | None = None  # NanoGPTConfig fields, for "random"
+    seed: int | None = None
+
+    @classmethod
+    def random(cls, config: dict, tokenizer: str, seed: int) -> "ModelRecipe":
+        return cls("random", None, tokenizer, dict(config), int(seed))
+
+    @classmethod
+    def load(cls, kind: str, source, tokenizer: str | None = None) -> "ModelRecipe":
+        return cls(kind, str(source), tokenizer)
+
+    def build(self):
+        from lldmix_core.models import NanoGPTConfig, load_model, new_nanogpt
+
+        if self.kind == "random":
+            return new_nanogpt(NanoGPTConfig(**self.config), self.tokenizer, self.seed)
+        return load_model(self.kind, self.source, tokenizer=self.tokenizer)
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """One training, as rank 0 announces it: enough for a follower to rebuild the model and join train()."""
+
+    model: ModelRecipe
+    streams: str
+    domains: tuple[str, ...]
+    cfg: dict  # TrainConfig fields
+    weights: tuple[float, ...]
+    eval_steps: tuple[int, ...]
+    checkpoint_path: str | None
+    teacher: ModelRecipe | None = None
+    objective: str | None = None
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, *, model: ModelRecipe, streams, domains, cfg, weights, eval_steps, checkpoint_path,
+           teacher: ModelRecipe | None = None, objective: str | None = None, params: dict | None = None) -> "TrainTask":
+        return cls(model, str(streams), tuple(domains), asdict(cfg), tuple(float(w) for w in weights),
+                   tuple(eval_steps), None if checkpoint_path is None else str(checkpoint_path), teacher, objective,
+                   dict(params or {}))
+
+
+def broadcast_task(task: TrainTask | None) -> None:
     """Rank 0: tell the followers what to train next (None: the spec is done)."""
     if world()[1] > 1:
         broadcast_object(task)
-
-
-def describe_task(*, model: dict, streams: str, domains, cfg, weights, eval_steps, checkpoint_path,
-                  teacher: dict | None = None, objective: str | None = None, params: dict | None = None) -> dict:
-    """A picklable description of one training, enough for a follower to rebuild it."""
-    return {"model": model, "streams": str(streams), "domains": list(domains), "cfg": asdict(cfg),
-            "weights": [float(w) for w in weights], "eval_steps": list(eval_steps),
-            "checkpoint_path": None if checkpoint_path is None else str(checkpoint_path),
-            "teacher": teacher, "objective": objective, "params": params or {}}
-
-
-def build_model(desc: dict):
-    """A LanguageModel from {"init": {config, tokenizer, seed}} or {"kind", "source", "tokenizer"}."""
-    from lldmix_core.models import NanoGPTConfig, load_model, new_nanogpt
-
-    if "init" in desc:
-        init = desc["init"]
-        return new_nanogpt(NanoGPTConfig(**init["config"]), init["tokenizer"], init["seed"])
-    return load_model(desc["kind"], desc["source"], tokenizer=desc.get("tokenizer"))
 
 
 def follow() -> int:
@@ -55,18 +86,18 @@ def follow() -> int:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     n = 0
     while (task := broadcast_object()) is not None:
-        lm = build_model(task["model"])
+        lm = task.model.build()
         lm.module.to(device)
         loss_fn = None
-        if task["teacher"] is not None:
-            teacher = build_model(task["teacher"])
+        if task.teacher is not None:
+            teacher = task.teacher.build()
             teacher.module.to(device)
-            loss_fn = distill_loss_fn(teacher, task["objective"], task["params"])
-        cfg = dict(task["cfg"])
+            loss_fn = distill_loss_fn(teacher, task.objective, task.params)
+        cfg = dict(task.cfg)
         cfg["betas"] = tuple(cfg["betas"])
-        train(lm, DomainStreams.open(Path(task["streams"])), task["domains"], TrainConfig(**cfg), task["weights"],
-              eval_steps=task["eval_steps"], loss_fn=loss_fn,
-              checkpoint_path=None if task["checkpoint_path"] is None else Path(task["checkpoint_path"]))
+        train(lm, DomainStreams.open(Path(task.streams)), list(task.domains), TrainConfig(**cfg), list(task.weights),
+              eval_steps=list(task.eval_steps), loss_fn=loss_fn,
+              checkpoint_path=None if task.checkpoint_path is None else Path(task.checkpoint_path))
         n += 1
     return n
 

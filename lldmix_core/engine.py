@@ -31,7 +31,7 @@ from lldmix_core.engine_lld import LLDStages, subsample
 from lldmix_core.plan import RunUnit, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
-from lldmix_core.distributed import broadcast_task, describe_task
+from lldmix_core.distributed import ModelRecipe, TrainTask, broadcast_task
 from lldmix_core import provenance
 from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, SpecContext, StepLogger
 from lldmix_core.methods import METHODS, tau_text
@@ -51,7 +51,7 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class Engine(StageClaims, LLDStages):
+class Engine:
     def __init__(self, store: Store, settings: Settings, *, progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None, job_id: int | None = None, verbose: bool = True):
         self.store = store
@@ -61,9 +61,10 @@ class Engine(StageClaims, LLDStages):
         self.job_id = job_id
         self.verbose = verbose
         self.tracker: NullTracker = NullTracker()
-        self._beats: dict[str, float] = {}  # stage key -> last heartbeat (monotonic seconds)
+        self.claims = StageClaims(store, self.log, should_stop)  # one worker per stage
+        self.lld = LLDStages(store, self._run_key)  # Gram matrix, aggregated recipes
         self._downstream_target: dict[str, float] | None = None
-        self._descs: dict[str, dict] = {}  # role -> how to rebuild that model (for torchrun followers)
+        self._recipes: dict[str, ModelRecipe] = {}  # role -> how to rebuild that model (for torchrun followers)
 
     def log(self, msg: str) -> None:
         if self.verbose:
@@ -191,12 +192,12 @@ class Engine(StageClaims, LLDStages):
         name = f"{spec.name}.{role}.{key[:8]}"
         done = self.store.get_stage(key)
         if done is None or not path.is_file():
-            with self._exclusive(key, f"train-{role}") as mine:
+            with self.claims.exclusive(key, f"train-{role}") as mine:
                 if mine:
                     return self._train_fixed_now(spec, corpus, ref, role, key, path, name, weights, truth)
             done = self.store.get_stage(key)  # another worker trained it while we waited
         self.log(f"{role}: found trained model {done['model_name']} in the database (stage {key[:8]}), not retraining")
-        self._descs[role] = {"kind": "nanogpt", "source": str(path)}
+        self._recipes[role] = ModelRecipe.load("nanogpt", path)
         return load_nanogpt(path), int(done["model_id"]), truth
 
     def _train_fixed_now(self, spec, corpus, ref, role, key, path, name, weights, truth) -> tuple[LanguageModel, int, dict]:
@@ -212,27 +213,27 @@ class Engine(StageClaims, LLDStages):
         ckpt = self.settings.checkpoints_dir / f"{role}-{key[:16]}" / "last.pt"
 
         def on_step(s, loss, lr, d):
-            self._heartbeat(key)
+            self.claims.heartbeat(key)
             if (s + 1) % 50 == 0:
                 self.progress(0.0, f"training {role}: step {s + 1}/{t.steps}, loss {loss:.3f} nats/token")
 
-        self._train({"init": {"config": cfg.to_dict(), "tokenizer": spec.tokenizer, "seed": t.seed}}, lm, corpus, tcfg,
+        self._train(ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed), lm, corpus, tcfg,
                     weights, checkpoint_path=ckpt, should_stop=self.should_stop, on_step=on_step)
         lm.module.to("cpu")
         save_nanogpt(lm, path, truth=truth)
         model_id = register_model(self.store, lm, name, source=str(path))
-        self._descs[role] = {"kind": "nanogpt", "source": str(path)}
+        self._recipes[role] = ModelRecipe.load("nanogpt", path)
         self.store.finish_stage(key, kind=f"train-{role}", spec_hash=spec.spec_hash,
                                 result={"model_id": model_id, "model_name": name, "path": str(path), "weights": truth})
         return lm, model_id, truth
 
-    def _train(self, desc: dict, lm: LanguageModel, corpus: PreparedCorpus, cfg: TrainConfig, weights, *,
-               teacher: dict | None = None, objective: str | None = None, params: dict | None = None, **kw):
+    def _train(self, recipe: ModelRecipe, lm: LanguageModel, corpus: PreparedCorpus, cfg: TrainConfig, weights, *,
+               teacher: ModelRecipe | None = None, objective: str | None = None, params: dict | None = None, **kw):
         """train(), after telling torchrun's other ranks (if any) how to build the same training."""
-        broadcast_task(describe_task(model=desc, streams=corpus.streams.folder, domains=corpus.domains, cfg=cfg,
-                                     weights=weights, eval_steps=kw.get("eval_steps", ()),
-                                     checkpoint_path=kw.get("checkpoint_path"), teacher=teacher, objective=objective,
-                                     params=params))
+        broadcast_task(TrainTask.of(model=recipe, streams=corpus.streams.folder, domains=corpus.domains, cfg=cfg,
+                                    weights=weights, eval_steps=kw.get("eval_steps", ()),
+                                    checkpoint_path=kw.get("checkpoint_path"), teacher=teacher, objective=objective,
+                                    params=params))
         return train(lm, corpus.streams, corpus.domains, cfg, weights, **kw)
 
     def _downstream(self, spec: RunSpec, lm: LanguageModel, run_id: int, step: int, who: str) -> dict[str, float]:
@@ -274,12 +275,12 @@ class Engine(StageClaims, LLDStages):
             info = self.store.get_model(ref.model)
             tok = info.tokenizer if info.kind == "hf" else None
             lm = load_model(info.kind, info.source, tokenizer=tok)
-            self._descs[role] = {"kind": info.kind, "source": info.source, "tokenizer": tok}
+            self._recipes[role] = ModelRecipe.load(info.kind, info.source, tok)
             return lm, info.id
         if ref.path is not None:
             path = confine_path(ref.path, self.settings, f"{role}.path")
             lm = load_model(ref.kind, path, tokenizer=ref.tokenizer, trust_remote_code=ref.trust_remote_code)
-            self._descs[role] = {"kind": ref.kind, "source": str(path), "tokenizer": ref.tokenizer}
+            self._recipes[role] = ModelRecipe.load(ref.kind, path, ref.tokenizer)
             fp = lm.fingerprint()
             known = self.store.find_model(fp)
             model_id = known.id if known else register_model(self.store, lm, f"{role}-{path.name}-{fp[:8]}", source=str(path), fingerprint=fp)
@@ -290,7 +291,7 @@ class Engine(StageClaims, LLDStages):
         ref = spec.base
         if ref.init == "random":
             cfg = nanogpt_config(spec.arch, get_tokenizer(spec.tokenizer))
-            self._descs["base"] = {"init": {"config": cfg.to_dict(), "tokenizer": spec.tokenizer, "seed": seed}}
+            self._recipes["base"] = ModelRecipe.random(cfg.to_dict(), spec.tokenizer, seed)
             return new_nanogpt(cfg, spec.tokenizer, seed)
         if ref.train is not None:
             return self._train_fixed(spec, corpus, ref, "base")[0]
@@ -316,7 +317,7 @@ class Engine(StageClaims, LLDStages):
             self._done_steps += spec.training.steps
             return self._outcome(existing.id, unit, skipped=True)
         claim = content_hash({"run": key})
-        with self._exclusive(claim, "run") as mine:
+        with self.claims.exclusive(claim, "run") as mine:
             if mine:
                 outcome = self._train_run(ctx, unit, key, name, claim)
                 self.store.finish_stage(claim, kind="run", spec_hash=spec.spec_hash, result={"run_id": outcome.run_id})
@@ -355,9 +356,9 @@ class Engine(StageClaims, LLDStages):
         if M.mixture == "recipe":
             return mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe"), None
         if M.mixture == "aggregate":
-            return self._aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
+            return self.lld.aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
         if drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
-            return self._aggregate(spec, corpus, unit.seed, spec.lld.taus[0], ctx.target_id)[0], None
+            return self.lld.aggregate(spec, corpus, unit.seed, spec.lld.taus[0], ctx.target_id)[0], None
         return ctx.prior, None  # iterative methods: replaced at step 0 by the first estimate
 
     def _open_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str) -> RunHandle:
@@ -422,9 +423,9 @@ class Engine(StageClaims, LLDStages):
         sub = subsample(ctx.corpus, spec.lld.estimate_texts_per_domain, unit.seed) if run.method.iterative else None
         evaluator = Evaluator(self, ctx, run, reweighter, sub, done_before)
         on_step = StepLogger(self, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint)
-        distill = {"teacher": self._descs["target"], "objective": run.method.distill_objective,
+        distill = {"teacher": self._recipes["target"], "objective": run.method.distill_objective,
                    "params": dict(spec.distill.params)} if run.method.needs_teacher else {}
-        self._train(self._descs["base"], lm, ctx.corpus, self._train_config(spec, steps, unit.seed), run.weights,
+        self._train(self._recipes["base"], lm, ctx.corpus, self._train_config(spec, steps, unit.seed), run.weights,
                     eval_steps=run.eval_steps, on_eval=evaluator, on_step=on_step,
                     checkpoint_path=self.settings.checkpoints_dir / key[:16] / "last.pt",
                     should_stop=self.should_stop, loss_fn=loss_fn, **distill)
@@ -436,7 +437,7 @@ class Engine(StageClaims, LLDStages):
         self.store.update_run_models(run.run_id, base_model_id=base_id,
                                      final_model_id=self.store.final_model_id(run.run_id, steps))
         if run.method.mixture == "aggregate":
-            self.tracker.log_recipe(run.mlflow_id, self.store.get_recipe(self._recipe_name(spec, run.unit.seed,
+            self.tracker.log_recipe(run.mlflow_id, self.store.get_recipe(self.lld.recipe_name(spec, run.unit.seed,
                                                                                           run.unit.tau_setting)))
         self.store.finish_run(run.run_id, status="finished")
         self.tracker.end(run.mlflow_id)
@@ -450,7 +451,11 @@ class Engine(StageClaims, LLDStages):
         return ctx.samples[seed]
 
     def heartbeat(self, key: str) -> None:
-        self._heartbeat(key)
+        self.claims.heartbeat(key)
+
+    def _gram(self, spec: RunSpec, lm: LanguageModel, corpus: PreparedCorpus) -> np.ndarray:
+        """The domain Gram matrix for adjusted-LLD (a method of its own so tests can observe it)."""
+        return self.lld.gram(spec, lm, corpus)
 
     def fraction(self, steps_done: int) -> float:
         return self._fraction(steps_done)

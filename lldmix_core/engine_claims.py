@@ -17,9 +17,15 @@ def worker_name() -> str:
 
 
 class StageClaims:
-    """Mixed into Engine; uses self.store, self.log, self.should_stop and self._beats."""
+    """The engine's claims on stages: `exclusive` computes a stage at most once across workers,
+    `heartbeat` keeps a long claim alive. Needs the store, a log function and the stop check."""
+
+    def __init__(self, store, log, should_stop=None):
+        self.store, self.log, self.should_stop = store, log, should_stop
+        self._beats: dict[str, float] = {}  # stage key -> last heartbeat (monotonic seconds)
+
     @contextmanager
-    def _exclusive(self, key: str, kind: str):
+    def exclusive(self, key: str, kind: str):
         """Compute a stage at most once across workers. Yields True when this worker holds the claim
         (it must end with `store.finish_stage(key, …)`), False when another worker finished the stage
         while this one waited. A failure or cancellation gives the claim back."""
@@ -47,7 +53,7 @@ class StageClaims:
         finally:
             self._beats.pop(key, None)
 
-    def _heartbeat(self, key: str, every_seconds: float = 30.0) -> None:
+    def heartbeat(self, key: str, every_seconds: float = 30.0) -> None:
         last = self._beats.get(key)
         if last is not None and time.monotonic() - last >= every_seconds:
             self.store.heartbeat_stage(key, worker_name())

@@ -23,9 +23,13 @@ AGGREGATED = next(n for n, m in METHODS.items() if m.mixture == "aggregate")
 
 
 class LLDStages:
-    """Mixed into Engine; uses self.store."""
+    """The LLD stages the engine calls: the domain Gram matrix, and the aggregated recipe from a pass 1
+    found by its run key (`run_key(spec, corpus, seed, method, tau_setting, target_id)`)."""
 
-    def _gram(self, spec: RunSpec, lm: LanguageModel, corpus: PreparedCorpus) -> np.ndarray:
+    def __init__(self, store, run_key):
+        self.store, self.run_key = store, run_key
+
+    def gram(self, spec: RunSpec, lm: LanguageModel, corpus: PreparedCorpus) -> np.ndarray:
         """Domain Gram matrix on a few evaluation texts per domain (their tokens cut into context windows)."""
         g = spec.lld.gram
         T = min(spec.arch.block_size, lm.max_context)
@@ -48,11 +52,11 @@ class LLDStages:
 
     # ------------------------------------------------------------------ aggregated-LLD
     @staticmethod
-    def _recipe_name(spec: RunSpec, seed: int, tau_setting) -> str:
+    def recipe_name(spec: RunSpec, seed: int, tau_setting) -> str:
         suffix = f".tau{tau_setting}" if len(spec.lld.taus) > 1 else ""
         return f"{spec.name}.{AGGREGATED}.seed{seed}{suffix}"
 
-    def _aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting,
+    def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting,
                    target_id: int) -> tuple[np.ndarray, float | None]:
         """Pass 2's fixed recipe: the geometric (or arithmetic) mean of pass 1's weights at the schedule steps.
 
@@ -60,14 +64,14 @@ class LLDStages:
         if is_inf(tau_setting):
             K = len(corpus.domains)
             prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
-            self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method=f"{AGGREGATED}-tau-inf",
+            self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting), method=f"{AGGREGATED}-tau-inf",
                                    weights=dict(zip(corpus.domains, map(float, prior))),
                                    provenance={"method": AGGREGATED, "tau_setting": "inf", "seed": seed,
                                                "note": "tau = inf: the prior by definition, no pass 1",
                                                "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
             return prior, math.inf
         pass1_method = METHODS[AGGREGATED].aggregates
-        found = self.store.get_run_by_key(self._run_key(spec, corpus, seed, pass1_method, tau_setting, target_id))
+        found = self.store.get_run_by_key(self.run_key(spec, corpus, seed, pass1_method, tau_setting, target_id))
         pass1 = [found] if found is not None and found.status == "finished" else []
         if not pass1:
             raise UserError(f"{AGGREGATED} needs a finished {pass1_method} run (pass 1) with the same seed")
@@ -82,7 +86,7 @@ class LLDStages:
             "aggregation": spec.lld.aggregation, "method": AGGREGATED, "seed": seed,
             "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
         }
-        self.store.save_recipe(name=self._recipe_name(spec, seed, tau_setting), method=f"{AGGREGATED}-{spec.lld.aggregation}",
+        self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting), method=f"{AGGREGATED}-{spec.lld.aggregation}",
                                weights=dict(zip(corpus.domains, map(float, agg))), provenance=provenance,
                                run_id=pass1[0].id)
         return agg, target.tau
