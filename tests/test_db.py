@@ -212,4 +212,4 @@ def test_lookups_by_key_final_model_and_runs_with_last_kl(st):
                    bits_per_byte=kl / 10, gap_bits_per_byte=0.0, estimator="modelmap")
     assert st.get_model(st.final_model_id(a, 10)).name == "a@10" and st.final_model_id(b, 10) is None
     rows = {r.id: last for r, last in st.runs_with_last_kl()}
-    assert rows[a]["step"] == 10 and rows[a]["nats_per_text"] == 2.0 and rows[b] is None
+    assert rows[a].step == 10 and rows[a].nats_per_text == 2.0 and rows[b] is None

@@ -26,13 +26,14 @@ from lldmix_core.db import schema as S
 from lldmix_core.db.store.corpora import Corpora
 from lldmix_core.db.store.jobs import Jobs
 from lldmix_core.db.store.models import Models
-from lldmix_core.db.store.rows import (CorpusInfo, CorpusTexts, DomainLoglikRow, JobInfo, KLRow, ModelInfo,
-                                       RunInfo)
+from lldmix_core.db.store.rows import (CorpusInfo, CorpusTexts, DomainLoglikRow, JobInfo, KLRow,
+                                       ModelDomainLoglikRow, ModelInfo, RunInfo, RunKLRow)
 from lldmix_core.db.store.runs import Runs
 from lldmix_core.db.store.stages import Stages
 from lldmix_core.faults import fault_point
 
-__all__ = ["Store", "CorpusInfo", "CorpusTexts", "DomainLoglikRow", "JobInfo", "KLRow", "ModelInfo", "RunInfo"]
+__all__ = ["Store", "CorpusInfo", "CorpusTexts", "DomainLoglikRow", "JobInfo", "KLRow", "ModelDomainLoglikRow",
+           "ModelInfo", "RunInfo", "RunKLRow"]
 
 
 def _note_dml(state) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from lldmix_core.db import schema as S
 from lldmix_core.db.store.common import Transaction, blob_checksum, retry_on_conflict, to_row
-from lldmix_core.db.store.rows import DomainLoglikRow, ModelInfo
+from lldmix_core.db.store.rows import DomainLoglikRow, ModelDomainLoglikRow, ModelInfo
 from lldmix_core.errors import UserError
 
 
@@ -132,7 +132,7 @@ class Models:
             return [], np.zeros((0, 0))
         return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float64)
 
-    def domain_loglik_table(self, corpus_id: int) -> list[dict]:
+    def domain_loglik_table(self, corpus_id: int) -> list[ModelDomainLoglikRow]:
         """Per-domain mean log-likelihood (nats/token, nats/byte) of every model scored on a corpus."""
         with self.transaction() as s:
             rows = s.execute(select(S.Model.id, S.Model.name, S.Model.run_id, S.Model.step, S.Domain.name,
@@ -140,5 +140,4 @@ class Models:
                              .join(S.DomainLoglik, S.DomainLoglik.model_id == S.Model.id)
                              .join(S.Domain, S.Domain.id == S.DomainLoglik.domain_id)
                              .where(S.DomainLoglik.corpus_id == corpus_id)).all()
-        return [{"model_id": r[0], "model": r[1], "run_id": r[2], "step": r[3], "domain": r[4],
-                 "nats_per_token": r[5], "nats_per_byte": r[6]} for r in rows]
+        return [ModelDomainLoglikRow(*r) for r in rows]

@@ -114,3 +114,31 @@ class JobInfo:
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunKLRow:
+    """KL(target ‖ model) of one run at one evaluated step, with who the run is (the compare page)."""
+
+    run_id: int
+    run: str  # the run's name
+    method: str
+    seed: int | None
+    tau: str | None  # the run's τ setting as text (runs.tau_setting); None: the method has no τ
+    step: int | None
+    nats_per_text: float
+    bits_per_byte: float
+    gap_bits_per_byte: float | None
+
+
+@dataclass(frozen=True)
+class ModelDomainLoglikRow:
+    """One model's mean log-likelihood on one domain of a corpus (the model map page)."""
+
+    model_id: int
+    model: str  # the model's name
+    run_id: int | None
+    step: int | None
+    domain: str
+    nats_per_token: float
+    nats_per_byte: float

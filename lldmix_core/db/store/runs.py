@@ -12,7 +12,7 @@ from sqlalchemy import and_, delete, func, select, update
 from lldmix_core.db import schema as S
 from lldmix_core.db.store.common import Transaction, now, retry_on_conflict, same, to_row
 from lldmix_core.db.store.corpora import domain_ids
-from lldmix_core.db.store.rows import KLRow, RunInfo
+from lldmix_core.db.store.rows import KLRow, RunInfo, RunKLRow
 from lldmix_core.errors import UserError
 
 
@@ -84,9 +84,9 @@ class Runs:
             return s.scalars(select(S.Model.id).where(S.Model.run_id == run_id, S.Model.step == step)
                              .order_by(S.Model.id)).first()
 
-    def runs_with_last_kl(self) -> list[tuple[RunInfo, dict | None]]:
-        """Every run with its KL row at its last evaluated step ({step, nats_per_text, bits_per_byte,
-        gap_bits_per_byte}, or None) — one query, for the dashboard's runs table."""
+    def runs_with_last_kl(self) -> list[tuple[RunInfo, KLRow | None]]:
+        """Every run with its KL row at its last evaluated step (the first stored there when several
+        estimators wrote one), or None — one query, for the dashboard's runs table."""
         last = (select(S.KLResult.run_id, func.max(S.KLResult.step).label("step"))
                 .group_by(S.KLResult.run_id).subquery())
         with self.transaction() as s:
@@ -94,12 +94,10 @@ class Runs:
                              .outerjoin(last, last.c.run_id == S.Run.id)
                              .outerjoin(S.KLResult, (S.KLResult.run_id == S.Run.id) & (S.KLResult.step == last.c.step))
                              .order_by(S.Run.id, S.KLResult.id)).all()
-            out: dict[int, tuple[RunInfo, dict | None]] = {}
+            out: dict[int, tuple[RunInfo, KLRow | None]] = {}
             for run, k in rows:
                 if run.id not in out or (out[run.id][1] is None and k is not None):
-                    out[run.id] = (to_row(RunInfo, run), None if k is None else {
-                        "step": k.step, "nats_per_text": k.nats_per_text, "bits_per_byte": k.bits_per_byte,
-                        "gap_bits_per_byte": k.gap_bits_per_byte})
+                    out[run.id] = (to_row(RunInfo, run), None if k is None else to_row(KLRow, k))
         return list(out.values())
 
     def list_runs(self, *, spec_hash: str | None = None, parent_id: int | None = None, job_id: int | None = None) -> list[RunInfo]:
@@ -155,7 +153,7 @@ class Runs:
     def get_kl(self, run_id: int) -> list[KLRow]:
         with self.transaction() as s:
             rows = s.scalars(select(S.KLResult).where(S.KLResult.run_id == run_id).order_by(S.KLResult.step)).all()
-            return [KLRow(**{f: getattr(r, f) for f in KLRow.__dataclass_fields__}) for r in rows]
+            return [to_row(KLRow, r) for r in rows]
 
     def save_metrics(self, run_id: int, step: int, metrics: Mapping[str, float]) -> None:
         self.save_metrics_many(run_id, [(step, metrics)])
@@ -210,12 +208,11 @@ class Runs:
         with self.transaction() as s:
             return [self._recipe_dict(r) for r in s.scalars(select(S.Recipe).order_by(S.Recipe.id))]
 
-    def kl_rows(self, parent_id: int) -> list[dict]:
+    def kl_rows(self, parent_id: int) -> list[RunKLRow]:
         """KL to the target at every evaluated step of every run under a spec's parent run."""
         with self.transaction() as s:
             rows = s.execute(select(S.Run.id, S.Run.name, S.Run.method, S.Run.seed, S.Run.tau_setting, S.KLResult.step,
                                     S.KLResult.nats_per_text, S.KLResult.bits_per_byte, S.KLResult.gap_bits_per_byte)
                              .join(S.KLResult, S.KLResult.run_id == S.Run.id).where(S.Run.parent_id == parent_id)
                              .order_by(S.Run.id, S.KLResult.step)).all()
-        return [{"run_id": r[0], "run": r[1], "method": r[2], "seed": r[3], "tau": r[4],
-                 "step": r[5], "nats_per_text": r[6], "bits_per_byte": r[7], "gap_bits_per_byte": r[8]} for r in rows]
+        return [RunKLRow(*r) for r in rows]
