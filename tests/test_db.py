@@ -207,7 +207,7 @@ def test_lookups_by_key_final_model_and_runs_with_last_kl(st):
     assert st.get_run_by_key("kb").tau_setting is None and st.get_run_by_key("nope") is None
     for step, kl in ((0, 5.0), (10, 2.0), (5, 3.0)):
         m = st.register_model(name=f"a@{step}", kind="nanogpt", source="x", tokenizer="bytes", tokenizer_hash="t",
-                              n_params=10, fingerprint=str(step) * 64, config={}, run_id=a, step=step)
+                              n_params=10, fingerprint=f"{step:02d}" * 32, config={}, run_id=a, step=step)
         st.save_kl(run_id=a, step=step, model_id=m, reference_model_id=target, corpus_id=cid, nats_per_text=kl,
                    bits_per_byte=kl / 10, gap_bits_per_byte=0.0, estimator="modelmap")
     assert st.get_model(st.final_model_id(a, 10)).name == "a@10" and st.final_model_id(b, 10) is None
