@@ -1,1 +1,1 @@
-"""The lldmix database: schema (schema.py), connection and migrations (engine.py), reads and writes (store.py)."""
+"""The lldmix database: schema (schema.py), connection and migrations (engine.py), reads and writes (the store/ package, one `Store` facade)."""
