@@ -3,6 +3,8 @@ cache is invalidated as soon as a job moves or a run finishes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
@@ -43,13 +45,13 @@ def runs(v: str) -> pd.DataFrame:
     s = store()
     out = []
     for r, last in s.runs_with_last_kl():
-        last = last or {}
+        step, nats, bits = (None, None, None) if last is None else (last.step, last.nats_per_text, last.bits_per_byte)
         out.append({"id": r.id, "name": r.name, "method": r.method, "seed": r.seed, "tau": r.tau,
                     "tau_setting": r.tau_setting, "status": run_status(r),
                     "parent_id": r.parent_id, "job_id": r.job_id, "spec_hash": r.spec_hash[:12],
                     "target_model_id": r.target_model_id, "final_model_id": r.final_model_id,
-                    "final_step": last.get("step"), "final_kl_nats_per_text": last.get("nats_per_text"),
-                    "final_kl_bits_per_byte": last.get("bits_per_byte"), "mlflow_run_id": r.mlflow_run_id,
+                    "final_step": step, "final_kl_nats_per_text": nats, "final_kl_bits_per_byte": bits,
+                    "mlflow_run_id": r.mlflow_run_id,
                     "created_at": r.created_at, "finished_at": r.finished_at, "error": r.error})
     return pd.DataFrame(out)
 
@@ -64,7 +66,7 @@ def run_status(r) -> str:
 
 @st.cache_data(ttl=60)
 def kl_rows(parent_id: int, v: str) -> pd.DataFrame:
-    return pd.DataFrame(store().kl_rows(parent_id))
+    return pd.DataFrame([dataclasses.asdict(r) for r in store().kl_rows(parent_id)])
 
 
 @st.cache_data(ttl=60)
@@ -76,7 +78,7 @@ def sampled_pairs(parent_id: int, reference: str, v: str) -> pd.DataFrame:
     from lldmix_core import mathcore as mc
 
     st_ = store()
-    kl = pd.DataFrame(st_.kl_rows(parent_id))
+    kl = kl_rows(parent_id, v)
     if kl.empty:
         return pd.DataFrame()
     sam = kl[kl["estimator"] == "sampled"]
@@ -131,7 +133,7 @@ def loglik_matrix(corpus_id: int, v: str):
 
 @st.cache_data(ttl=60)
 def domain_logliks(corpus_id: int, v: str) -> pd.DataFrame:
-    return pd.DataFrame(store().domain_loglik_table(corpus_id))
+    return pd.DataFrame([dataclasses.asdict(r) for r in store().domain_loglik_table(corpus_id)])
 
 
 @st.cache_data(ttl=60)

@@ -207,9 +207,35 @@ def test_lookups_by_key_final_model_and_runs_with_last_kl(st):
     assert st.get_run_by_key("kb").tau_setting is None and st.get_run_by_key("nope") is None
     for step, kl in ((0, 5.0), (10, 2.0), (5, 3.0)):
         m = st.register_model(name=f"a@{step}", kind="nanogpt", source="x", tokenizer="bytes", tokenizer_hash="t",
-                              n_params=10, fingerprint=str(step) * 64, config={}, run_id=a, step=step)
+                              n_params=10, fingerprint=f"{step:02d}" * 32, config={}, run_id=a, step=step)
         st.save_kl(run_id=a, step=step, model_id=m, reference_model_id=target, corpus_id=cid, nats_per_text=kl,
                    bits_per_byte=kl / 10, gap_bits_per_byte=0.0, estimator="modelmap")
     assert st.get_model(st.final_model_id(a, 10)).name == "a@10" and st.final_model_id(b, 10) is None
     rows = {r.id: last for r, last in st.runs_with_last_kl()}
-    assert rows[a]["step"] == 10 and rows[a]["nats_per_text"] == 2.0 and rows[b] is None
+    assert rows[a].step == 10 and rows[a].nats_per_text == 2.0 and rows[b] is None
+
+
+def test_dashboard_reads_are_typed_rows(st):
+    """kl_rows and domain_loglik_table give typed rows (RunKLRow, ModelDomainLoglikRow) holding what was
+    written here: only runs under the parent, in (run, step) order; per-domain means = sum / tokens."""
+    from lldmix_core.db.store import ModelDomainLoglikRow, RunKLRow
+
+    cid, texts, domains = _corpus(st)
+    target, mid = _model(st, "t", "t" * 64), _model(st)
+    parent = st.start_run(key="p", name="spec", spec_hash="s", method="spec")
+    a = st.start_run(key="ka", name="a", spec_hash="s", method="iterative-lld", seed=3, tau_setting="auto",
+                     parent_id=parent)
+    other = st.start_run(key="ko", name="o", spec_hash="s", method="uniform")
+    for run, step, kl in ((a, 8, 2.0), (a, 0, 4.0), (other, 0, 9.0)):
+        st.save_kl(run_id=run, step=step, model_id=mid, reference_model_id=target, corpus_id=cid, nats_per_text=kl,
+                   bits_per_byte=kl / 8, gap_bits_per_byte=None, estimator="modelmap")
+    assert st.kl_rows(parent) == [RunKLRow(a, "a", "iterative-lld", 3, "auto", 0, 4.0, 0.5, None),
+                                  RunKLRow(a, "a", "iterative-lld", 3, "auto", 8, 2.0, 0.25, None)]
+    ll = np.array([-1.0, -2.0, -3.0, -4.0, -5.0, -6.0])
+    nt = np.array([1, 2, 3, 4, 5, 6])
+    st.save_scores(model_id=mid, corpus_id=cid, tokenizer_hash="t", logliks=ll, n_tokens=nt)
+    rows = {r.domain: r for r in st.domain_loglik_table(cid)}
+    assert all(isinstance(r, ModelDomainLoglikRow) and r.model_id == mid and r.model == "m" for r in rows.values())
+    for d in "ABC":
+        m = np.array(domains) == d
+        assert rows[d].nats_per_token == pytest.approx(ll[m].sum() / nt[m].sum())

@@ -90,7 +90,7 @@ def _run(store, outcome, method):
 
 def _domain_ll(store, model_id: int, corpus_id: int, domains) -> np.ndarray:
     """The stored per-domain mean log-likelihood of one model, nats/token, in `domains` order."""
-    rows = {r["domain"]: r["nats_per_token"] for r in store.domain_loglik_table(corpus_id) if r["model_id"] == model_id}
+    rows = {r.domain: r.nats_per_token for r in store.domain_loglik_table(corpus_id) if r.model_id == model_id}
     return np.array([rows[d] for d in domains])
 
 
