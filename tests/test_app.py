@@ -72,16 +72,12 @@ def test_runs_page_lists_the_smoke_runs(app):
 def test_runs_page_shows_the_resolved_tau_of_every_method_with_one(app):
     """runs.tau is set for aggregated-LLD too (pass 1's resolved τ; the smoke spec's τ is 1.0), shown as
     "τ used" beside the spec's "τ setting"; methods without τ show nothing, never the text "None"."""
-    import math
-
-    import pandas as pd
-
     frame = [df.value for df in app.dataframe][0].set_index("method")
     for m in ("iterative-lld", "aggregated-lld", "adjusted-lld"):
-        assert frame.loc[m, "τ used"] == 1.0 and frame.loc[m, "τ setting"] == "1.0"
-    for m in ("uniform", "distill-kl"):
-        assert pd.isna(frame.loc[m, "τ setting"]) and math.isnan(frame.loc[m, "τ used"])
-    assert not (frame.astype(object) == "None").any().any()
+        assert float(frame.loc[m, "τ used"]) == 1.0 and frame.loc[m, "τ setting"] == "1.0"
+    for m in ("uniform", "distill-kl"):  # no τ: a dash, never "None" or "nan"
+        assert frame.loc[m, "τ setting"] == "—" and frame.loc[m, "τ used"] == "—"
+    assert not (frame.astype(str).isin(["None", "nan"])).any().any()
 
 
 def test_compare_page_charts_carry_every_method(app):
