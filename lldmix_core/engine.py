@@ -7,9 +7,9 @@
 
 This is the ONLY module that sequences stages and writes to both the store and the tracker.
 
-Over 400 lines for now: splitting the per-run path into named calls with Evaluator/Reweighter objects
-and a per-spec context (issue 11, second half) is not done yet; method behaviour already comes from
-the registry (methods.py).
+Its collaborators: `ModelStages` (engine_models: target and bases), `StageClaims` (engine_claims: one
+worker per stage), `LLDStages` (engine_lld: Gram, aggregated recipes) and the per-run objects of
+engine_run (Evaluator, Reweighter, StepLogger); what a method is comes from the registry (methods.py).
 """
 
 from __future__ import annotations
@@ -18,37 +18,31 @@ import math
 from typing import Callable
 
 import numpy as np
-import torch
 
 from lldmix_core import mathcore as mc
 from lldmix_core.config import Settings, confine_path
 from lldmix_core.db.store import Store
 from lldmix_core.errors import UserError
-from lldmix_core.evaluate import domain_means, register_model, score_model
-from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nanogpt, save_nanogpt
+from lldmix_core.evaluate import register_model, score_model
+from lldmix_core.models import LanguageModel
 from lldmix_core.engine_claims import StageClaims
 from lldmix_core.engine_lld import LLDStages, subsample
+from lldmix_core.engine_models import ModelStages, _device
 from lldmix_core.plan import RunUnit, run_plan
-from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config, prepare_corpus
+from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
-from lldmix_core.distributed import ModelRecipe, TrainTask, broadcast_task
 from lldmix_core import provenance
 from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, SpecContext, StepLogger
 from lldmix_core.methods import METHODS, tau_text
 from lldmix_core.outcomes import RunOutcome, SpecOutcome
 from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
-from lldmix_core.spec import ModelRef, RunSpec, content_hash
+from lldmix_core.spec import RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
 from lldmix_core.tracking import NullTracker, flush_before_checkpoint, make_tracker
-from lldmix_core.train import TrainConfig, train
 
 ProgressFn = Callable[[float, str], None]
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Engine:
@@ -64,7 +58,7 @@ class Engine:
         self.claims = StageClaims(store, self.log, should_stop)  # one worker per stage
         self.lld = LLDStages(store, self._run_key)  # Gram matrix, aggregated recipes
         self._downstream_target: dict[str, float] | None = None
-        self._recipes: dict[str, ModelRecipe] = {}  # role -> how to rebuild that model (for torchrun followers)
+        self.models = ModelStages(store, settings, self.claims, self.log, self.progress, should_stop)  # target, bases
 
     def log(self, msg: str) -> None:
         if self.verbose:
@@ -100,7 +94,7 @@ class Engine:
         try:
             self.tracker.log_eval_dataset(mlflow_parent, corpus.texts.texts, corpus.texts.domains,
                                           corpus.info.source, f"{spec.name}-eval")
-            target_lm, target_id, out.truth = self._target(spec, corpus)
+            target_lm, target_id, out.truth = self.models.target(spec, corpus)
             out.target_name = self.store.get_model(target_id).name
             target_scores = score_model(self.store, target_lm, target_id, corpus.info.id, corpus.texts)
             self._downstream_target = self._downstream(spec, target_lm, parent_id, 0, "target") \
@@ -179,63 +173,6 @@ class Engine:
                      "Δ in nats/token mixes units — set lld.unit: byte")
 
     # ------------------------------------------------------------------ models
-    def _train_fixed(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str) -> tuple[LanguageModel, int, dict]:
-        """Train a NanoGPT with fixed weights (a target like CodeNanoGPT, or a pretrained base); cached by key."""
-        t = ref.train
-        weights = mixture(corpus.domains, t.weights, t.multipliers, f"{role}.train.weights")
-        truth = dict(zip(corpus.domains, map(float, weights)))
-        tok = get_tokenizer(spec.tokenizer)
-        cfg = nanogpt_config(spec.arch, tok)
-        key = content_hash({"role": role, "train": t.model_dump(mode="json"), "arch": cfg.to_dict(), "tok": tok.identity,
-                            "data": corpus.train_identity, "optim": spec.training.model_dump(mode="json", exclude={"steps"})})
-        path = self.settings.home / "models" / f"{role}-{key[:16]}.pt"
-        name = f"{spec.name}.{role}.{key[:8]}"
-        done = self.store.get_stage(key)
-        if done is None or not path.is_file():
-            with self.claims.exclusive(key, f"train-{role}") as mine:
-                if mine:
-                    return self._train_fixed_now(spec, corpus, ref, role, key, path, name, weights, truth)
-            done = self.store.get_stage(key)  # another worker trained it while we waited
-        self.log(f"{role}: found trained model {done['model_name']} in the database (stage {key[:8]}), not retraining")
-        self._recipes[role] = ModelRecipe.load("nanogpt", path)
-        return load_nanogpt(path), int(done["model_id"]), truth
-
-    def _train_fixed_now(self, spec, corpus, ref, role, key, path, name, weights, truth) -> tuple[LanguageModel, int, dict]:
-        t = ref.train
-        tok = get_tokenizer(spec.tokenizer)
-        cfg = nanogpt_config(spec.arch, tok)
-        self.log(f"{role}: training NanoGPT ({cfg.n_layer}×{cfg.n_embd}) for {t.steps} steps with weights "
-                 + ", ".join(f"{d} {w:.3f}" for d, w in truth.items()))
-        self.progress(0.0, f"training {role}")
-        lm = new_nanogpt(cfg, spec.tokenizer, t.seed)
-        lm.module.to(_device())
-        tcfg = self._train_config(spec, t.steps, t.seed, lr=t.lr, batch_size=t.batch_size)
-        ckpt = self.settings.checkpoints_dir / f"{role}-{key[:16]}" / "last.pt"
-
-        def on_step(s, loss, lr, d):
-            self.claims.heartbeat(key)
-            if (s + 1) % 50 == 0:
-                self.progress(0.0, f"training {role}: step {s + 1}/{t.steps}, loss {loss:.3f} nats/token")
-
-        self._train(ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed), lm, corpus, tcfg,
-                    weights, checkpoint_path=ckpt, should_stop=self.should_stop, on_step=on_step)
-        lm.module.to("cpu")
-        save_nanogpt(lm, path, truth=truth)
-        model_id = register_model(self.store, lm, name, source=str(path))
-        self._recipes[role] = ModelRecipe.load("nanogpt", path)
-        self.store.finish_stage(key, kind=f"train-{role}", spec_hash=spec.spec_hash,
-                                result={"model_id": model_id, "model_name": name, "path": str(path), "weights": truth})
-        return lm, model_id, truth
-
-    def _train(self, recipe: ModelRecipe, lm: LanguageModel, corpus: PreparedCorpus, cfg: TrainConfig, weights, *,
-               teacher: ModelRecipe | None = None, objective: str | None = None, params: dict | None = None, **kw):
-        """train(), after telling torchrun's other ranks (if any) how to build the same training."""
-        broadcast_task(TrainTask.of(model=recipe, streams=corpus.streams.folder, domains=corpus.domains, cfg=cfg,
-                                    weights=weights, eval_steps=kw.get("eval_steps", ()),
-                                    checkpoint_path=kw.get("checkpoint_path"), teacher=teacher, objective=objective,
-                                    params=params))
-        return train(lm, corpus.streams, corpus.domains, cfg, weights, **kw)
-
     def _downstream(self, spec: RunSpec, lm: LanguageModel, run_id: int, step: int, who: str) -> dict[str, float]:
         """§4.6: task accuracies of `lm` (stored as run metrics `downstream/<task>`) and, for a run's
         final model, the Pearson r of its profile with the target's (`downstream_pearson`)."""
@@ -262,48 +199,6 @@ class Engine:
                  + (f"; Pearson r with the target's profile {metrics['downstream_pearson']:+.3f}"
                     if "downstream_pearson" in metrics else ""))
         return scores
-
-    def _target(self, spec: RunSpec, corpus: PreparedCorpus) -> tuple[LanguageModel, int, dict | None]:
-        ref = spec.target
-        if ref.train is not None:
-            return self._train_fixed(spec, corpus, ref, "target")
-        lm, model_id = self._load_ref(spec, ref, "target")
-        return lm, model_id, None
-
-    def _load_ref(self, spec: RunSpec, ref: ModelRef, role: str) -> tuple[LanguageModel, int]:
-        if ref.model is not None:
-            info = self.store.get_model(ref.model)
-            tok = info.tokenizer if info.kind == "hf" else None
-            lm = load_model(info.kind, info.source, tokenizer=tok)
-            self._recipes[role] = ModelRecipe.load(info.kind, info.source, tok)
-            return lm, info.id
-        if ref.path is not None:
-            path = confine_path(ref.path, self.settings, f"{role}.path")
-            lm = load_model(ref.kind, path, tokenizer=ref.tokenizer, trust_remote_code=ref.trust_remote_code)
-            self._recipes[role] = ModelRecipe.load(ref.kind, path, ref.tokenizer)
-            fp = lm.fingerprint()
-            known = self.store.find_model(fp)
-            model_id = known.id if known else register_model(self.store, lm, f"{role}-{path.name}-{fp[:8]}", source=str(path), fingerprint=fp)
-            return lm, model_id
-        raise UserError(f"{role}: init: random is only allowed for the base")
-
-    def _base(self, spec: RunSpec, corpus: PreparedCorpus, seed: int) -> LanguageModel:
-        ref = spec.base
-        if ref.init == "random":
-            cfg = nanogpt_config(spec.arch, get_tokenizer(spec.tokenizer))
-            self._recipes["base"] = ModelRecipe.random(cfg.to_dict(), spec.tokenizer, seed)
-            return new_nanogpt(cfg, spec.tokenizer, seed)
-        if ref.train is not None:
-            return self._train_fixed(spec, corpus, ref, "base")[0]
-        return self._load_ref(spec, ref, "base")[0]
-
-    # ------------------------------------------------------------------ one method × seed
-    def _train_config(self, spec: RunSpec, steps: int, seed: int, lr: float | None = None, batch_size: int | None = None) -> TrainConfig:
-        o = spec.training
-        return TrainConfig(steps=steps, batch_size=batch_size or o.batch_size, grad_accum=o.grad_accum,
-                           block_size=spec.arch.block_size, lr=lr or o.lr, min_lr=min(o.min_lr, lr or o.lr),
-                           warmup_steps=min(o.warmup_steps, steps // 2), weight_decay=o.weight_decay, betas=o.betas,
-                           eps=o.eps, grad_clip=o.grad_clip, checkpoint_every=o.checkpoint_every, seed=seed)
 
     def _run_unit(self, ctx: SpecContext, unit: RunUnit) -> RunOutcome:
         """One run of the plan: found finished in the database, or claimed and computed here."""
@@ -399,7 +294,7 @@ class Engine:
         """The base for this seed (on the device), the distillation loss if the method has a teacher,
         and the base's model id."""
         M = METHODS[unit.method]
-        lm = self._base(ctx.spec, ctx.corpus, unit.seed)
+        lm = self.models.base(ctx.spec, ctx.corpus, unit.seed)
         lm.module.to(_device())
         loss_fn = None
         if M.needs_teacher:
@@ -423,9 +318,9 @@ class Engine:
         sub = subsample(ctx.corpus, spec.lld.estimate_texts_per_domain, unit.seed) if run.method.iterative else None
         evaluator = Evaluator(self, ctx, run, reweighter, sub, done_before)
         on_step = StepLogger(self, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint)
-        distill = {"teacher": self._recipes["target"], "objective": run.method.distill_objective,
+        distill = {"teacher": self.models.recipes["target"], "objective": run.method.distill_objective,
                    "params": dict(spec.distill.params)} if run.method.needs_teacher else {}
-        self._train(self._recipes["base"], lm, ctx.corpus, self._train_config(spec, steps, unit.seed), run.weights,
+        self.models.train(self.models.recipes["base"], lm, ctx.corpus, self.models.train_config(spec, steps, unit.seed), run.weights,
                     eval_steps=run.eval_steps, on_eval=evaluator, on_step=on_step,
                     checkpoint_path=self.settings.checkpoints_dir / key[:16] / "last.pt",
                     should_stop=self.should_stop, loss_fn=loss_fn, **distill)

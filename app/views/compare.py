@@ -1,6 +1,5 @@
 """Compare: KL to target per method along training, final KLs, and the domain weights behind them."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 

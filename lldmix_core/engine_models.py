@@ -1,0 +1,135 @@
+"""The models a spec needs: the target (trained with fixed weights, or loaded) and each seed's base,
+plus the training call every stage goes through (it first tells torchrun's other ranks what to build).
+
+A collaborator of the engine: it writes models and their stages to the store, never to the tracker.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from lldmix_core.config import Settings, confine_path
+from lldmix_core.distributed import ModelRecipe, TrainTask, broadcast_task
+from lldmix_core.errors import UserError
+from lldmix_core.evaluate import register_model
+from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nanogpt, save_nanogpt
+from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config
+from lldmix_core.spec import ModelRef, RunSpec, content_hash
+from lldmix_core.tokenizers import get_tokenizer
+from lldmix_core.train import TrainConfig, train
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class ModelStages:
+    """Builds, trains (once, by content key) and loads models; remembers how each role's model is
+    rebuilt (`recipes`) for torchrun followers."""
+
+    def __init__(self, store, settings: Settings, claims, log: Callable[[str], None],
+                 progress: Callable[[float, str], None], should_stop):
+        self.store, self.settings, self.claims, self.log = store, settings, claims, log
+        self.progress, self.should_stop = progress, should_stop
+        self.recipes: dict[str, ModelRecipe] = {}  # role -> how to rebuild that model
+
+    def train_fixed(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str) -> tuple[LanguageModel, int, dict]:
+        """Train a NanoGPT with fixed weights (a target like CodeNanoGPT, or a pretrained base); cached by key."""
+        t = ref.train
+        weights = mixture(corpus.domains, t.weights, t.multipliers, f"{role}.train.weights")
+        truth = dict(zip(corpus.domains, map(float, weights)))
+        tok = get_tokenizer(spec.tokenizer)
+        cfg = nanogpt_config(spec.arch, tok)
+        key = content_hash({"role": role, "train": t.model_dump(mode="json"), "arch": cfg.to_dict(), "tok": tok.identity,
+                            "data": corpus.train_identity, "optim": spec.training.model_dump(mode="json", exclude={"steps"})})
+        path = self.settings.home / "models" / f"{role}-{key[:16]}.pt"
+        name = f"{spec.name}.{role}.{key[:8]}"
+        done = self.store.get_stage(key)
+        if done is None or not path.is_file():
+            with self.claims.exclusive(key, f"train-{role}") as mine:
+                if mine:
+                    return self._train_fixed_now(spec, corpus, ref, role, key, path, name, weights, truth)
+            done = self.store.get_stage(key)  # another worker trained it while we waited
+        self.log(f"{role}: found trained model {done['model_name']} in the database (stage {key[:8]}), not retraining")
+        self.recipes[role] = ModelRecipe.load("nanogpt", path)
+        return load_nanogpt(path), int(done["model_id"]), truth
+
+    def _train_fixed_now(self, spec, corpus, ref, role, key, path, name, weights, truth) -> tuple[LanguageModel, int, dict]:
+        t = ref.train
+        tok = get_tokenizer(spec.tokenizer)
+        cfg = nanogpt_config(spec.arch, tok)
+        self.log(f"{role}: training NanoGPT ({cfg.n_layer}×{cfg.n_embd}) for {t.steps} steps with weights "
+                 + ", ".join(f"{d} {w:.3f}" for d, w in truth.items()))
+        self.progress(0.0, f"training {role}")
+        lm = new_nanogpt(cfg, spec.tokenizer, t.seed)
+        lm.module.to(_device())
+        tcfg = self.train_config(spec, t.steps, t.seed, lr=t.lr, batch_size=t.batch_size)
+        ckpt = self.settings.checkpoints_dir / f"{role}-{key[:16]}" / "last.pt"
+
+        def on_step(s, loss, lr, d):
+            self.claims.heartbeat(key)
+            if (s + 1) % 50 == 0:
+                self.progress(0.0, f"training {role}: step {s + 1}/{t.steps}, loss {loss:.3f} nats/token")
+
+        self.train(ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed), lm, corpus, tcfg,
+                    weights, checkpoint_path=ckpt, should_stop=self.should_stop, on_step=on_step)
+        lm.module.to("cpu")
+        save_nanogpt(lm, path, truth=truth)
+        model_id = register_model(self.store, lm, name, source=str(path))
+        self.recipes[role] = ModelRecipe.load("nanogpt", path)
+        self.store.finish_stage(key, kind=f"train-{role}", spec_hash=spec.spec_hash,
+                                result={"model_id": model_id, "model_name": name, "path": str(path), "weights": truth})
+        return lm, model_id, truth
+
+    def train(self, recipe: ModelRecipe, lm: LanguageModel, corpus: PreparedCorpus, cfg: TrainConfig, weights, *,
+               teacher: ModelRecipe | None = None, objective: str | None = None, params: dict | None = None, **kw):
+        """train(), after telling torchrun's other ranks (if any) how to build the same training."""
+        broadcast_task(TrainTask.of(model=recipe, streams=corpus.streams.folder, domains=corpus.domains, cfg=cfg,
+                                    weights=weights, eval_steps=kw.get("eval_steps", ()),
+                                    checkpoint_path=kw.get("checkpoint_path"), teacher=teacher, objective=objective,
+                                    params=params))
+        return train(lm, corpus.streams, corpus.domains, cfg, weights, **kw)
+
+    def target(self, spec: RunSpec, corpus: PreparedCorpus) -> tuple[LanguageModel, int, dict | None]:
+        ref = spec.target
+        if ref.train is not None:
+            return self.train_fixed(spec, corpus, ref, "target")
+        lm, model_id = self.load_ref(spec, ref, "target")
+        return lm, model_id, None
+
+    def load_ref(self, spec: RunSpec, ref: ModelRef, role: str) -> tuple[LanguageModel, int]:
+        if ref.model is not None:
+            info = self.store.get_model(ref.model)
+            tok = info.tokenizer if info.kind == "hf" else None
+            lm = load_model(info.kind, info.source, tokenizer=tok)
+            self.recipes[role] = ModelRecipe.load(info.kind, info.source, tok)
+            return lm, info.id
+        if ref.path is not None:
+            path = confine_path(ref.path, self.settings, f"{role}.path")
+            lm = load_model(ref.kind, path, tokenizer=ref.tokenizer, trust_remote_code=ref.trust_remote_code)
+            self.recipes[role] = ModelRecipe.load(ref.kind, path, ref.tokenizer)
+            fp = lm.fingerprint()
+            known = self.store.find_model(fp)
+            model_id = known.id if known else register_model(self.store, lm, f"{role}-{path.name}-{fp[:8]}", source=str(path), fingerprint=fp)
+            return lm, model_id
+        raise UserError(f"{role}: init: random is only allowed for the base")
+
+    def base(self, spec: RunSpec, corpus: PreparedCorpus, seed: int) -> LanguageModel:
+        ref = spec.base
+        if ref.init == "random":
+            cfg = nanogpt_config(spec.arch, get_tokenizer(spec.tokenizer))
+            self.recipes["base"] = ModelRecipe.random(cfg.to_dict(), spec.tokenizer, seed)
+            return new_nanogpt(cfg, spec.tokenizer, seed)
+        if ref.train is not None:
+            return self.train_fixed(spec, corpus, ref, "base")[0]
+        return self.load_ref(spec, ref, "base")[0]
+
+    # ------------------------------------------------------------------ one method × seed
+    def train_config(self, spec: RunSpec, steps: int, seed: int, lr: float | None = None, batch_size: int | None = None) -> TrainConfig:
+        o = spec.training
+        return TrainConfig(steps=steps, batch_size=batch_size or o.batch_size, grad_accum=o.grad_accum,
+                           block_size=spec.arch.block_size, lr=lr or o.lr, min_lr=min(o.min_lr, lr or o.lr),
+                           warmup_steps=min(o.warmup_steps, steps // 2), weight_decay=o.weight_decay, betas=o.betas,
+                           eps=o.eps, grad_clip=o.grad_clip, checkpoint_every=o.checkpoint_every, seed=seed)
