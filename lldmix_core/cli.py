@@ -1,4 +1,8 @@
-"""The `lldmix` command line. Bad input ends with a one-line `error: …` and exit code 2."""
+"""The `lldmix` command line. Bad input ends with a one-line `error: …` and exit code 2.
+
+Over 400 lines: one Typer app holds every command's options and their checks; the work itself is in the
+modules each command calls (engine, store, recipes, corpus), and the one-line error handling in cli_errors.
+"""
 
 from __future__ import annotations
 

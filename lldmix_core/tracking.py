@@ -2,6 +2,9 @@
 
 The engine calls a tracker without asking which one it has. MLflow's backend is a database URI
 (never the deprecated file store) and artifacts are pinned under LLDMIX_HOME.
+
+Just over 400 lines: the tracker, its kill-safe first contact with MLflow's store, and the key
+sanitising that keeps domain names data all have to agree on MLflow's rules, so they stay together.
 """
 
 from __future__ import annotations
