@@ -57,7 +57,9 @@ def kl_vs_step(df: pd.DataFrame, unit: str) -> alt.Chart:
 def grouped_bars(df: pd.DataFrame, group: str, title: str, *, by_method: str | None = None) -> alt.Chart:
     """Domain weights side by side: x = domain, y = weight, one bar per `group` value. With `by_method`
     (a column holding registry method names) bars take the method's fixed colour."""
-    color = (alt.Color(f"{by_method}:N", scale=method_scale(df[by_method]), legend=_legend("method")) if by_method
+    # "truth" (a target's training weights) takes the target's colour
+    color = (alt.Color(f"{by_method}:N", scale=method_scale(df[by_method], {"truth": TARGET_COLOR}),
+                       legend=_legend("method")) if by_method
              else alt.Color(f"{group}:N", legend=_legend(group)))
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("domain:N", title="domain"),

@@ -70,6 +70,12 @@ def kl_rows(parent_id: int, v: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=60)
+def truth(model_id: int, v: str) -> dict[str, float] | None:
+    """The weights a target was trained with (known when lldmix trained it)."""
+    return store().trained_weights(int(model_id))
+
+
+@st.cache_data(ttl=60)
 def sampled_pairs(parent_id: int, reference: str, v: str) -> pd.DataFrame:
     """Per run (not the reference) and seed: its final sampled KL minus the reference's of the same seed,
     bits/byte, with the per-draw paired standard error (both scored on the same draws from the target)."""

@@ -285,3 +285,21 @@ def test_runs_page_says_when_a_queued_spec_had_nothing_to_compute(smoke_home, tm
     at.run()
     assert not at.exception
     assert any("already computed — nothing to do" in i.value for i in at.info)
+
+
+def test_compare_shows_truth_beside_estimates_and_sampled_kl_pairs(app):
+    """The smoke target was trained with known weights: Compare draws them as "truth" bars beside the
+    estimates (in the target's colour), and its sampled-KL table pairs every method with uniform."""
+    from lldmix_core.methods import TARGET_COLOR
+
+    at = _page(app, "views/compare.py")
+    weights_chart = [s for s in _chart_specs(at) if any(r.get("source") for r in _values(s))
+                     and any("weight" in r for r in _values(s))][0]
+    truth = {r["domain"]: r["weight"] for r in _values(weights_chart) if r.get("method") == "truth"}
+    assert truth["Python"] == pytest.approx(2 * truth["JSON"]) and sum(truth.values()) == pytest.approx(1.0)
+    assert any(sc.get("truth") == TARGET_COLOR for sc in _color_scales(weights_chart))
+    table = [df.value for df in at.dataframe if "sampled KL (bits/byte)" in df.value.columns][0].set_index("method")
+    assert set(table.index) >= {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld", "distill-kl"}
+    assert (table["sampled KL (bits/byte)"] > 0).all()
+    assert table.loc["adjusted-lld", "− uniform (bits/byte)"] == pytest.approx(
+        table.loc["adjusted-lld", "sampled KL (bits/byte)"] - table.loc["uniform", "sampled KL (bits/byte)"], abs=2e-4)

@@ -131,6 +131,11 @@ for name in ordered(set(of_seed["method"])):
     at = w["step"].max() if m.shows == "last" else w["step"].min()
     label = f"{m.label} (last estimate)" if m.shows == "last" else m.label
     bars.append(w[w["step"] == at].assign(source=label, method=name))
+target_ids = of_seed["target_model_id"].dropna()
+known = data.truth(int(target_ids.iloc[0]), v) if not target_ids.empty else None
+if known and bars:  # the target's true training weights, beside the estimates and uniform
+    bars.insert(0, pd.DataFrame({"domain": list(known), "weight": list(known.values()), "step": 0,
+                                 "source": "truth (target's training weights)", "method": "truth"}))
 if bars:
     st.altair_chart(charts.grouped_bars(pd.concat(bars), "source", "weight", by_method="method"), width="stretch")
 

@@ -138,6 +138,7 @@ class Store:
 
     # coordination: stage claims and the job queue
     get_stage = _forward("stages", Stages.get_stage)
+    trained_weights = _forward("stages", Stages.trained_weights)
     finish_stage = _forward("stages", Stages.finish_stage)
     claim_stage = _forward("stages", Stages.claim_stage)
     heartbeat_stage = _forward("stages", Stages.heartbeat_stage)

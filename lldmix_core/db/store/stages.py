@@ -41,6 +41,15 @@ class Stages:
             return dict(st.result) if st else None
 
     @retry_on_conflict
+    def trained_weights(self, model_id: int) -> dict[str, float] | None:
+        """The domain weights a model was trained with, when lldmix trained it (a target or a pretrained
+        base: its finished training stage records them); None for a loaded model."""
+        with self.transaction() as s:
+            for st in s.scalars(select(S.Stage).where(S.Stage.status == "finished", S.Stage.kind.like("train-%"))):
+                if (st.result or {}).get("model_id") == model_id and st.result.get("weights"):
+                    return dict(st.result["weights"])
+        return None
+
     def finish_stage(self, key: str, *, kind: str, spec_hash: str | None, result: dict) -> None:
         with self.transaction() as s:
             st = s.scalars(select(S.Stage).where(S.Stage.key == key)).first()
