@@ -42,6 +42,11 @@ def _chart_specs(at):
     return specs
 
 
+def _model_map_table(at):
+    """Compare's final model-map table (the sampled-KL table comes first when there are draws)."""
+    return [df.value for df in at.dataframe if "KL (bits/byte)" in df.value.columns][0]
+
+
 def _values(spec):
     return spec["_rows"]
 
@@ -89,7 +94,7 @@ def test_compare_page_charts_carry_every_method(app):
     assert all(r["bits_per_byte"] >= 0 for r in kl_rows)
     weight_methods = {r["method"] for r in _values(specs[1])}
     assert {"uniform", "aggregated-lld"} <= weight_methods
-    final = at.dataframe[0].value
+    final = _model_map_table(at)
     assert set(final.index) == everything
 
 
@@ -159,7 +164,7 @@ def test_one_colour_per_method_on_every_page(app):
     assert compare_scales and map_scales
     for mapping in compare_scales + map_scales:  # every method-coloured chart uses the registry's colour
         for name, colour in mapping.items():
-            expected = TARGET_COLOR if name == "target" else color_of(name) if name not in ("base", "other model") else colour
+            expected = TARGET_COLOR if name in ("target", "truth") else color_of(name) if name not in ("base", "other model") else colour
             assert colour == expected, (name, colour)
     uniform = {m["uniform"] for m in compare_scales + map_scales if "uniform" in m}
     assert uniform == {color_of("uniform")}  # Compare and Model map agree on uniform's colour
@@ -167,7 +172,7 @@ def test_one_colour_per_method_on_every_page(app):
 
 def test_compare_table_shows_final_step_and_dash_for_undefined_sd(app):
     at = _page(app, "views/compare.py")
-    table = at.dataframe[0].value
+    table = _model_map_table(at)
     assert (table["final step"] == "20").all()  # runs/smoke.yaml: training.steps 20, all finished
     assert (table["sd (bits/byte)"] == "—").all()  # one seed: the sd is undefined, not "None"
     assert (table["not finished"] == "").all()
