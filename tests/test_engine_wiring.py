@@ -199,3 +199,30 @@ def test_no_none_text_for_tau(wired):
         assert run.tau_setting != "None" and "tau_setting" not in run.config
         assert (run.tau_setting is None) == (o.method in ("uniform", "distill-kl"))
         assert (run.tau is None) == (run.tau_setting is None) and (run.tau is None or math.isfinite(run.tau))
+
+
+def test_every_run_records_its_code_and_corpus_and_a_paired_sampled_kl(wired):
+    """Provenance on every run row (commit when in a checkout, numerics version, corpus hash), and the
+    sampled KL of each run's final model: computed on the SAME draws for every method of the seed, and
+    equal to the mean over draws of log p_target − log p_model recomputed from the stored vectors.
+    Mutation tried: drawing per run instead of per seed (seed = run id) — the draws differ and the
+    first assertion on corpus ids fails."""
+    from lldmix_core import provenance
+
+    store, spec, outcome = wired[0], wired[1], wired[2]
+    runs = store.list_runs(parent_id=outcome.parent_run_id)
+    for r in runs + [store.get_run(outcome.parent_run_id)]:
+        assert r.provenance["numerics_version"] == provenance.NUMERICS_VERSION
+        assert r.provenance["corpus_hash"] == outcome.corpus_hash
+        assert r.git_commit == provenance.code_version()["git_commit"]
+    final = {r.method: [k for k in store.get_kl(r.id) if k.estimator == "sampled" and k.step == spec.training.steps][0]
+             for r in runs}
+    assert len({k.corpus_id for k in final.values()}) == 1  # one set of draws for the seed: paired
+    k = final["uniform"]
+    corpus = store.get_corpus(k.corpus_id)
+    target_ll = store.get_loglik_vector(k.reference_model_id, k.corpus_id, store.get_model(k.reference_model_id).tokenizer_hash)[0]
+    model_ll = store.get_loglik_vector(k.model_id, k.corpus_id, store.get_model(k.model_id).tokenizer_hash)[0]
+    d = (target_ll.astype(np.float64) - model_ll.astype(np.float64)) / math.log(2) / corpus.settings["mean_bytes"]
+    assert k.n_samples == spec.kl.sampled.n_samples == d.size
+    assert k.bits_per_byte == pytest.approx(d.mean(), rel=1e-9)
+    assert k.stderr_bits_per_byte == pytest.approx(d.std(ddof=1) / math.sqrt(d.size), rel=1e-9)
