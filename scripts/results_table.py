@@ -27,7 +27,7 @@ def main(spec_name: str) -> None:
     finals = defaultdict(dict)
     sweep = len({r.tau_setting for r in children if r.tau_setting is not None}) > 1
     for r in children:
-        last = max(st.get_kl(r.id), key=lambda k: k.step)
+        last = max((k for k in st.get_kl(r.id) if k.estimator.startswith("modelmap")), key=lambda k: k.step)
         label = r.method + (f" τ={r.tau_setting}" if sweep and r.tau_setting is not None else "")
         finals[label][r.seed] = last
     seeds = sorted({r.seed for r in children})
