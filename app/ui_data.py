@@ -127,7 +127,9 @@ def models(v: str) -> pd.DataFrame:
 @st.cache_data(ttl=60)
 def corpora(v: str) -> pd.DataFrame:
     return pd.DataFrame([{"id": c.id, "name": c.name, "hash": c.content_hash[:12], "texts": c.n_texts, "bytes": c.n_bytes,
-                          "domains": ", ".join(c.domains)} for c in store().list_corpora()])
+                          "domains": ", ".join(c.domains)} for c in store().list_corpora()
+                         # the sampled KL's draws are a corpus of their own; the map is drawn on evaluation corpora
+                         if (c.settings or {}).get("kind") != "target-samples"])
 
 
 @st.cache_data(ttl=60)

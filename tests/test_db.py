@@ -229,8 +229,8 @@ def test_dashboard_reads_are_typed_rows(st):
     for run, step, kl in ((a, 8, 2.0), (a, 0, 4.0), (other, 0, 9.0)):
         st.save_kl(run_id=run, step=step, model_id=mid, reference_model_id=target, corpus_id=cid, nats_per_text=kl,
                    bits_per_byte=kl / 8, gap_bits_per_byte=None, estimator="modelmap")
-    assert st.kl_rows(parent) == [RunKLRow(a, "a", "iterative-lld", 3, "auto", 0, 4.0, 0.5, None),
-                                  RunKLRow(a, "a", "iterative-lld", 3, "auto", 8, 2.0, 0.25, None)]
+    assert st.kl_rows(parent) == [RunKLRow(a, "a", "iterative-lld", 3, "auto", 0, 4.0, 0.5, None, "modelmap", None, mid, cid),
+                                  RunKLRow(a, "a", "iterative-lld", 3, "auto", 8, 2.0, 0.25, None, "modelmap", None, mid, cid)]
     ll = np.array([-1.0, -2.0, -3.0, -4.0, -5.0, -6.0])
     nt = np.array([1, 2, 3, 4, 5, 6])
     st.save_scores(model_id=mid, corpus_id=cid, tokenizer_hash="t", logliks=ll, n_tokens=nt)
