@@ -130,7 +130,7 @@ def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
 
         _nav(page, "Compare")
         page.locator(".vega-embed").first.wait_for(timeout=60_000)
-        page.get_by_role("heading", name="Final KL to target (mean ± sd over seeds)").wait_for(timeout=30_000)
+        page.get_by_role("heading", name="Final model-map KL to target (mean ± sd over seeds)").wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
         compare_colours = page.evaluate(LEGEND_COLOURS)
         page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
