@@ -14,8 +14,12 @@ def test_smoke_run_results_are_in_sql(smoke_home):
     methods = dict(con.execute("SELECT method, status FROM runs WHERE method != 'spec'").fetchall())
     assert methods == {m: "finished" for m in ["uniform", "iterative-lld", "aggregated-lld", "adjusted-lld", "distill-kl"]}
     finals = con.execute("""SELECT r.method, k.nats_per_text, k.bits_per_byte FROM kl_results k JOIN runs r ON r.id = k.run_id
-                            WHERE k.step = 20""").fetchall()
+                            WHERE k.step = 20 AND k.estimator = 'modelmap'""").fetchall()
     assert len(finals) == 5 and all(kl >= 0 and bpb >= 0 for _, kl, bpb in finals)
+    # and the sampled KL beside it: one per run, with its standard error over the draws
+    sampled = con.execute("""SELECT k.bits_per_byte, k.stderr_bits_per_byte, k.n_samples FROM kl_results k
+                             WHERE k.step = 20 AND k.estimator = 'sampled'""").fetchall()
+    assert len(sampled) == 5 and all(se > 0 and n == 256 for _, se, n in sampled)
     # weights on the simplex at every recorded step
     for run_id, step, total in con.execute("SELECT run_id, step, sum(weight) FROM weight_estimates GROUP BY run_id, step"):
         assert abs(total - 1) < 1e-6
@@ -90,7 +94,7 @@ lld: {tau: 1.0, estimate_texts_per_domain: 1}
     run_cli("db", "upgrade", env=env)
     run_cli("run", str(spec), "--no-mlflow", env=env)
     con = sqlite3.connect(home / "lldmix.db")
-    kl_steps = [s for (s,) in con.execute("SELECT step FROM kl_results ORDER BY step")]
+    kl_steps = [s for (s,) in con.execute("SELECT step FROM kl_results WHERE estimator = 'modelmap' ORDER BY step")]
     w_steps = sorted({s for (s,) in con.execute("SELECT step FROM weight_estimates")})
     assert kl_steps == [10, 20]
     assert w_steps == sorted(set(lld_schedule(20)) | {10, 20})

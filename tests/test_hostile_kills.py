@@ -62,8 +62,9 @@ def _cli(args, env, **kw):
 def _finals(home: Path):
     con = sqlite3.connect(home / "lldmix.db")
     try:
-        kl = con.execute("""SELECT r.method, k.step, k.nats_per_text, k.bits_per_byte FROM kl_results k
-                            JOIN runs r ON r.id = k.run_id ORDER BY r.method, k.step""").fetchall()
+        kl = con.execute("""SELECT r.method, k.step, k.estimator, k.nats_per_text, k.bits_per_byte,
+                            k.stderr_bits_per_byte FROM kl_results k
+                            JOIN runs r ON r.id = k.run_id ORDER BY r.method, k.step, k.estimator""").fetchall()
         weights = con.execute("""SELECT r.method, w.step, d.name, w.weight FROM weight_estimates w
                                  JOIN runs r ON r.id = w.run_id JOIN domains d ON d.id = w.domain_id
                                  ORDER BY r.method, w.step, d.name""").fetchall()

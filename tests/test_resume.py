@@ -16,8 +16,10 @@ pytestmark = pytest.mark.slow
 
 def _finals(home):
     con = sqlite3.connect(home / "lldmix.db")
-    rows = con.execute("""SELECT r.method, k.nats_per_text, k.bits_per_byte FROM kl_results k JOIN runs r ON r.id = k.run_id
-                          WHERE k.step = (SELECT max(step) FROM kl_results WHERE run_id = r.id) ORDER BY r.method""").fetchall()
+    rows = con.execute("""SELECT r.method, k.estimator, k.nats_per_text, k.bits_per_byte, k.stderr_bits_per_byte
+                          FROM kl_results k JOIN runs r ON r.id = k.run_id
+                          WHERE k.step = (SELECT max(step) FROM kl_results WHERE run_id = r.id)
+                          ORDER BY r.method, k.estimator""").fetchall()
     weights = con.execute("""SELECT r.method, w.step, d.name, w.weight FROM weight_estimates w JOIN runs r ON r.id = w.run_id
                              JOIN domains d ON d.id = w.domain_id ORDER BY r.method, w.step, d.name""").fetchall()
     return rows, weights
