@@ -38,8 +38,8 @@ def _curves(home):
     con = sqlite3.connect(home / "lldmix.db")
     loss = con.execute("""SELECT r.method, m.step, m.value FROM run_metrics m JOIN runs r ON r.id = m.run_id
                           WHERE m.key = 'train_loss' ORDER BY r.method, m.step""").fetchall()
-    kl = con.execute("""SELECT r.method, k.step, k.nats_per_text FROM kl_results k JOIN runs r ON r.id = k.run_id
-                        ORDER BY r.method, k.step""").fetchall()
+    kl = con.execute("""SELECT r.method, k.step, k.estimator, k.nats_per_text FROM kl_results k JOIN runs r ON r.id = k.run_id
+                        ORDER BY r.method, k.step, k.estimator""").fetchall()
     w = con.execute("""SELECT r.method, w.step, w.domain_id, w.weight FROM weight_estimates w JOIN runs r ON r.id = w.run_id
                        ORDER BY r.method, w.step, w.domain_id""").fetchall()
     return loss, kl, w
