@@ -51,5 +51,6 @@ def test_sigkill_then_rerun_matches_uninterrupted(smoke_home, tmp_path, kill_aft
     run_cli("run", "runs/smoke.yaml", env=env)
     assert _finals(home) == _finals(smoke_home)
     # no duplicated rows: one KL row per run and step, one weight row per run, step and domain
-    assert _count(home, "SELECT count(*) FROM (SELECT run_id, step, count(*) c FROM kl_results GROUP BY run_id, step HAVING c > 1)") == 0
+    assert _count(home, "SELECT count(*) FROM (SELECT run_id, step, estimator, count(*) c FROM kl_results "
+                        "GROUP BY run_id, step, estimator HAVING c > 1)") == 0
     assert _count(home, "SELECT count(*) FROM runs WHERE status != 'finished'") == 0
