@@ -199,6 +199,6 @@ def known_domains(v: str) -> list[str]:
     c = corpora(v)
     if not c.empty:
         return sorted({d.strip() for ds in c["domains"] for d in ds.split(",") if d.strip()})
-    from lldmix_core.corpus.local import DOMAINS
+    from lldmix_core.corpus.local import frozen_manifest
 
-    return sorted(DOMAINS)
+    return sorted(frozen_manifest()["domains"])
