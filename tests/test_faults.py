@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import ROOT, run_cli
-from test_resume import _finals
+from test_resume import assert_same_finals
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def test_kill_chain_then_finish_equals_uninterrupted(smoke_home, tmp_path):
     proc = _run(env, "")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert survived == len(CHAIN)
-    assert _finals(home) == _finals(smoke_home)
+    assert_same_finals(home, smoke_home)
     assert _temp_files(home) == []  # temp files of killed writers were swept on the next save
     con = sqlite3.connect(home / "lldmix.db")
     q = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731

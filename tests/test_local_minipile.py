@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -133,14 +134,15 @@ def _runtime_view(folder: Path) -> Path:
     lldmix's runtime closure (test extras, pip, …): the runtime venv, as sys.path sees it."""
     keep = runtime_closure() | {"lldmix"}
     owners: dict[str, set[str]] = {}
-    site = None
     for dist in metadata.distributions():
         name = canonicalize_name(dist.metadata["Name"])
         for f in dist.files or []:
             top = str(f).split("/")[0]
             if top not in ("..", "") and not top.endswith(".pth"):
                 owners.setdefault(top, set()).add(name)
-        site = site or Path(str(dist.locate_file("")))
+    # the venv's site-packages itself: the first distribution found may be the repo's own
+    # lldmix.egg-info (an editable install puts it in the repo root, which is on sys.path)
+    site = Path(sysconfig.get_paths()["purelib"])
     hidden = {top for top, names in owners.items() if not names & keep}
     assert any(t.startswith(("pytest", "_pytest", "hypothesis", "playwright")) for t in hidden)
     folder.mkdir()
