@@ -79,9 +79,7 @@ def truth(model_id: int, v: str) -> dict[str, float] | None:
 def sampled_pairs(parent_id: int, reference: str, v: str) -> pd.DataFrame:
     """Per run (not the reference) and seed: its final sampled KL minus the reference's of the same seed,
     bits/byte, with the per-draw paired standard error (both scored on the same draws from the target)."""
-    import numpy as np
-
-    from lldmix_core import mathcore as mc
+    from lldmix_core.paired import paired_sampled_difference
 
     st_ = store()
     kl = kl_rows(parent_id, v)
@@ -98,16 +96,11 @@ def sampled_pairs(parent_id: int, reference: str, v: str) -> pd.DataFrame:
             continue
         u = refs.loc[r["seed"]]
         row = {"run_id": r["run_id"], "method": r["method"], "tau": r["tau"], "seed": r["seed"],
-               "diff": r["bits_per_byte"] - u["bits_per_byte"], "se": np.nan}
+               "diff": r["bits_per_byte"] - u["bits_per_byte"], "se": float("nan")}
         if r["corpus_id"] == u["corpus_id"]:
-            c = st_.get_corpus(int(r["corpus_id"]))
-            tok = st_.get_model(int(r["model_id"])).tokenizer_hash
-            a = st_.get_loglik_vector(int(r["model_id"]), int(r["corpus_id"]), tok)
-            b = st_.get_loglik_vector(int(u["model_id"]), int(u["corpus_id"]), tok)
-            if a is not None and b is not None:
-                scale = np.log(2) * float(c.settings.get("mean_bytes") or 1.0)
-                d = (b[0].astype(np.float64) - a[0].astype(np.float64)) / scale
-                row["diff"], row["se"] = mc.paired_difference(d, np.zeros_like(d))
+            within = paired_sampled_difference(st_, int(r["corpus_id"]), int(r["model_id"]), int(u["model_id"]))
+            if within is not None:
+                row["diff"], row["se"] = within
         out.append(row)
     return pd.DataFrame(out)
 

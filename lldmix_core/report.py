@@ -10,6 +10,7 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core import provenance
 from lldmix_core.outcomes import SpecOutcome
+from lldmix_core.paired import paired_sampled_difference
 from lldmix_core.methods import METHODS
 
 
@@ -84,8 +85,6 @@ def paired_to_reference(outcome: SpecOutcome, store=None) -> list[dict]:
     ref = _reference(outcome)
     if ref is None:
         return []
-    from lldmix_core.sampled_eval import paired_vs  # store-side: only when a store is given
-
     several = len({r.tau_setting for r in outcome.runs if r.tau_setting is not None}) > 1
     refs = {r.seed: r for r in outcome.runs if r.method == ref}
     by_label: dict[str, list] = defaultdict(list)
@@ -99,10 +98,7 @@ def paired_to_reference(outcome: SpecOutcome, store=None) -> list[dict]:
             u = refs[r.seed]
             within = None
             if store is not None and r.sampled_corpus_id is not None and r.final_model_id and u.final_model_id:
-                c = store.get_corpus(r.sampled_corpus_id)
-                tok = store.get_model(r.final_model_id).tokenizer_hash
-                within = paired_vs(store, r.sampled_corpus_id, tok, r.final_model_id, u.final_model_id,
-                                   float(c.settings.get("mean_bytes") or 1.0))
+                within = paired_sampled_difference(store, r.sampled_corpus_id, r.final_model_id, u.final_model_id)
             per_seed.append((r.seed, r.sampled_bits_per_byte - u.sampled_bits_per_byte, within,
                              r.final_kl_bits_per_byte - u.final_kl_bits_per_byte))
         m = np.array([x.sampled_bits_per_byte for x in sorted(rs, key=lambda x: x.seed)])

@@ -15,7 +15,6 @@ the same number.
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,18 +117,6 @@ def sampled_kl_of(store, sset: SampleSet, target: LanguageModel, lm: LanguageMod
     d = mc.to_bits_per_byte(d_nats, sset.mean_bytes)
     mean, se = mc.sampled_kl_estimate(d)
     return SampledResult(mean, se, float(d_nats.mean()), int(d.size), d)
-
-
-def paired_vs(store, corpus_id: int, tokenizer_hash: str, model_id: int, reference_model_id: int,
-              mean_bytes: float) -> tuple[float, float] | None:
-    """KL(target ‖ model) − KL(target ‖ reference) on the same draws (bits/byte, mean and se): the
-    target's log-probability cancels, so only the two models' stored vectors are needed."""
-    a = store.get_loglik_vector(model_id, corpus_id, tokenizer_hash)
-    b = store.get_loglik_vector(reference_model_id, corpus_id, tokenizer_hash)
-    if a is None or b is None:
-        return None
-    diff_nats = b[0].astype(np.float64) - a[0].astype(np.float64)  # log q_ref − log q_model
-    return mc.paired_difference(diff_nats / math.log(2) / mean_bytes, np.zeros_like(diff_nats))
 
 
 def sampled_steps(n_samples: int, steps_setting, kl_steps, total_steps: int) -> set[int]:

@@ -8,34 +8,17 @@ tracked pictures alone."""
 import json
 import os
 import re
-import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, run_cli
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from dashboard import CHROMIUM_ARGS, find_browser, nav, start_dashboard, stop_dashboard  # noqa: E402
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _browser() -> str | None:
-    for b in (os.environ.get("LLDMIX_BROWSER"), "/usr/bin/chromium-headless-shell",
-              "/usr/lib/chromium/chromium-headless-shell", "/usr/bin/chromium"):
-        if b and Path(b).is_file():
-            return b
-    return shutil.which("chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -43,33 +26,18 @@ def server(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
     run_cli("db", "upgrade", env=env)
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lldmix_core.cli", "app", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the dashboard did not come up")
+    try:
+        proc, url = start_dashboard(env)
+    except RuntimeError as e:
+        pytest.fail(str(e))
     yield url, home
-    os.killpg(proc.pid, 9)
+    stop_dashboard(proc)
     pid_file = home / "worker.pid"
     if pid_file.is_file():
         try:
             os.killpg(int(pid_file.read_text()), 9)
         except (ProcessLookupError, ValueError, PermissionError):
             pass
-
-
-def _nav(page, title):
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-    page.wait_for_load_state("networkidle")
-    page.get_by_role("heading", name=title if title != "Compare" else "Compare methods").first.wait_for(timeout=30_000)
 
 
 LEGEND_COLOURS = """() => {
@@ -90,7 +58,7 @@ def _start_button(page):
 
 
 def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
-    browser_path = _browser()
+    browser_path = find_browser()
     if browser_path is None:
         pytest.skip("no headless Chromium (scripts/install_browser.sh installs Debian's)")
     playwright = pytest.importorskip("playwright.sync_api")
@@ -98,14 +66,12 @@ def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
     SHOTS = tmp_path / "screenshots"
     SHOTS.mkdir()
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_path, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         page.goto(url)
         page.get_by_role("heading", name="Runs").first.wait_for(timeout=60_000)
 
-        _nav(page, "New run")
+        nav(page, "New run")
         box = page.get_by_role("textbox", name="Domain multipliers (domain=factor, …)")
         box.fill("Python=4 C++=4")  # the missing comma
         box.press("Enter")
@@ -120,7 +86,7 @@ def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
         page.get_by_text("Queued job").wait_for(timeout=30_000)
         page.screenshot(path=str(SHOTS / "new_run.png"), full_page=True)
 
-        _nav(page, "Runs")
+        nav(page, "Runs")
         page.get_by_text(re.compile(r"^(queued|running)$")).first.wait_for(timeout=30_000)
         # no reload from here on: the page refreshes itself while the job runs
         page.get_by_text(re.compile(r"^dashboard-run — finished — 3 runs")).first.wait_for(timeout=300_000)
@@ -128,20 +94,20 @@ def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
         page.wait_for_timeout(2500)
         page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
 
-        _nav(page, "Compare")
+        nav(page, "Compare")
         page.locator(".vega-embed").first.wait_for(timeout=60_000)
         page.get_by_role("heading", name="Final model-map KL to target (mean ± sd over seeds)").wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
         compare_colours = page.evaluate(LEGEND_COLOURS)
         page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
 
-        _nav(page, "Model map")
+        nav(page, "Model map")
         page.locator(".vega-embed").first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         map_colours = page.evaluate(LEGEND_COLOURS)
         page.screenshot(path=str(SHOTS / "model_map.png"), full_page=True)
 
-        _nav(page, "Recipes")
+        nav(page, "Recipes")
         with page.expect_download(timeout=30_000) as dl:
             page.locator("button:visible", has_text="Download JSON").first.click()
         path = tmp_path / "recipe.json"

@@ -17,6 +17,7 @@ from lldmix_core.mathcore.calibrate import calibrated_delta
 from lldmix_core.mathcore.divergence import (
     js_distance,
     js_distance_matrix,
+    js_divergence_matrix,
     js_divergence,
     kl_categorical,
     weight_recovery,
@@ -33,7 +34,7 @@ from lldmix_core.mathcore.modelmap import (
     nats_per_text_to_bits_per_byte,
 )
 from lldmix_core.mathcore.gram_conditioning import GramSolve, conditioned_gram_solve, gcv_ridge, gcv_score
-from lldmix_core.mathcore.phases import best_split, js_divergence_matrix, two_stage_phases, within_block_scatter
+from lldmix_core.mathcore.phases import best_split, two_stage_phases, within_block_scatter
 from lldmix_core.mathcore.recovery import (
     median_interval,
     recovery_ratio,

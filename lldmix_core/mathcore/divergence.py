@@ -31,15 +31,21 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     return math.sqrt(js_divergence(p, q))
 
 
-def js_distance_matrix(weights: np.ndarray) -> np.ndarray:
-    """[S, K] weights per step → [S, S] JS distances (appendix C's early/late blocks)."""
+def js_divergence_matrix(weights: np.ndarray) -> np.ndarray:
+    """[S, K] weights per step → [S, S] Jensen–Shannon divergences in bits (symmetric, zero diagonal)."""
     W = np.asarray(weights, dtype=np.float64)
     n = W.shape[0]
     out = np.zeros((n, n))
     for i in range(n):
         for j in range(i + 1, n):
-            out[i, j] = out[j, i] = js_distance(W[i], W[j])
+            out[i, j] = out[j, i] = js_divergence(W[i], W[j])
     return out
+
+
+def js_distance_matrix(weights: np.ndarray) -> np.ndarray:
+    """[S, K] weights per step → [S, S] JS distances, sqrt of the divergences (appendix C's
+    early/late blocks)."""
+    return np.sqrt(js_divergence_matrix(weights))
 
 
 def weight_recovery(truth: np.ndarray, weights: np.ndarray) -> tuple[float, float]:

@@ -6,18 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lldmix_core.mathcore.aggregate import aggregate_arithmetic, aggregate_geometric
-from lldmix_core.mathcore.divergence import js_divergence
-
-
-def js_divergence_matrix(weights: np.ndarray) -> np.ndarray:
-    """[S, K] → [S, S] Jensen–Shannon divergences in bits (the square of js_distance_matrix)."""
-    W = np.asarray(weights, dtype=np.float64)
-    n = W.shape[0]
-    out = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            out[i, j] = out[j, i] = js_divergence(W[i], W[j])
-    return out
+from lldmix_core.mathcore.divergence import js_divergence_matrix
 
 
 def within_block_scatter(jsd: np.ndarray, split: int) -> float:
