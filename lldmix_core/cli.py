@@ -330,6 +330,54 @@ def run(
     typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri, store=store))
 
 
+@app.command("results")
+def results(
+    spec_path: Path = typer.Argument(..., help="Run spec (YAML), e.g. runs/replication.yaml."),
+    out: Path = typer.Option(..., "--out", help="Markdown file to write, e.g. docs/RESULTS.md."),
+    agreement_samples: int = typer.Option(128, "--agreement-samples", min=0,
+                                          help="Draws per final model for the map-pair agreement (0: skip)."),
+):
+    """Run a spec (finished work is found in the database) and write its results document: sampled and
+    model-map KL per seed, paired intervals against uniform, weight recovery, the estimators'
+    agreement and the provenance of every run."""
+    from lldmix_core import agreement, distributed
+    from lldmix_core.atomic import atomic_write_bytes
+    from lldmix_core.engine import Engine
+    from lldmix_core.identity import check_spec_identity
+    from lldmix_core.limits import check_plausible
+    from lldmix_core.report import format_report
+    from lldmix_core.results_doc import render_results
+    from lldmix_core.spec import load_spec
+
+    spec = load_spec(spec_path)
+    check_plausible(spec, str(spec_path))
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    s = _settings()
+    store = _writable_store()
+    check_spec_identity(store, spec, str(spec_path))
+    _check_corpus_files(spec, s)
+    try:
+        outcome = Engine(store, s).run(spec)
+    finally:
+        distributed.broadcast_task(None)
+    typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri, store=store))
+    pairs = []
+    if agreement_samples >= 2:
+        n_tokens = spec.kl.sampled.n_tokens
+        for seed in sorted({r.seed for r in outcome.runs}):
+            typer.echo(f"agreement: seed {seed}: drawing {agreement_samples} texts from each final model")
+            a = agreement.pairs_on_the_map(store, s.home, s.checkpoints_dir, outcome, seed, n=agreement_samples, n_tokens=n_tokens,
+                                           clip=spec.kl.clip)
+            if a is not None:
+                pairs.append(a)
+    doc = render_results(outcome, store, command=f"lldmix results {spec_path} --out {out}",
+                         spec_description=spec.description or "", pairs=pairs,
+                         trajectories=agreement.along_trajectories(store, outcome))
+    atomic_write_bytes(out, doc.encode())
+    typer.echo(f"results: wrote {out}")
+
+
 def _check_corpus_files(spec, settings) -> None:
     """Confine a spec's corpus paths and every file found under them (symlinks resolved) before work."""
     if spec.corpus.local:

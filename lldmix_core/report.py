@@ -108,7 +108,7 @@ def paired_to_reference(outcome: SpecOutcome, store=None) -> list[dict]:
     return sorted(rows, key=lambda row: (METHODS[row["method"].split(" ")[0]].table_order, row["method"]))
 
 
-def _verdict(row: dict) -> str:
+def verdict(row: dict) -> str:
     """What the sampled KL says about this method against the reference, and only what it supports."""
     sm = row["summary"]
     if sm is not None and sm.n >= 2:
@@ -157,7 +157,7 @@ def format_report(outcome: SpecOutcome, db_url: str, mlflow_uri: str, store=None
             sm = p["summary"]
             over = (f"; over {sm.n} seeds {sm.mean_diff:+.4f}, 95 % interval [{sm.lo:+.4f}, {sm.hi:+.4f}], "
                     f"closer on {sm.wins}/{sm.n}") if sm is not None and sm.n >= 2 else ""
-            lines.append(f"  {p['method']:<22} " + "; ".join(cells) + over + f" → {_verdict(p)}")
+            lines.append(f"  {p['method']:<22} " + "; ".join(cells) + over + f" → {verdict(p)}")
     rec = recovery(outcome)
     if rec:
         lines.append("\nWeight recovery (paper §4.2; nats): KL(uniform ‖ truth) vs KL(aggregated-LLD ‖ truth) "

@@ -32,6 +32,9 @@ tracking: {mlflow: false}
 """
 
 
+HOMES: dict = {}  # "wiring": the fixture's Settings (home, checkpoints), for tests that load its models
+
+
 @pytest.fixture(scope="module")
 def wired(tmp_path_factory):
     """(store, spec, outcome, grams, teachers): grams[(run step)] the Gram matrices adjusted-LLD solved
@@ -70,6 +73,7 @@ def wired(tmp_path_factory):
 
         eng._gram = spy_gram
         engine_mod.distill_loss_fn = spy_loss
+        HOMES["wiring"] = settings
         try:
             outcome = eng.run(spec)
         finally:
@@ -226,3 +230,39 @@ def test_every_run_records_its_code_and_corpus_and_a_paired_sampled_kl(wired):
     assert k.n_samples == spec.kl.sampled.n_samples == d.size
     assert k.bits_per_byte == pytest.approx(d.mean(), rel=1e-9)
     assert k.stderr_bits_per_byte == pytest.approx(d.std(ddof=1) / math.sqrt(d.size), rel=1e-9)
+
+
+def test_estimator_agreement_reads_the_stored_estimates_and_its_own_draws(wired):
+    """The map-pair agreement on the seed's target and final models: its model-map KL of (target, m)
+    is the stored final model-map row of m, and its KL(target ‖ m) on the target's draws (same n and
+    seed as the spec) is the stored final sampled row, because both reuse the stored draws and
+    vectors. Each final model is loaded from its run's checkpoint and must carry the evaluated
+    fingerprint. Mutations tried: the pair KL in the other direction (j's draws) — the sampled
+    equality fails; the models' order shuffled against their vectors — the model-map equality fails."""
+    from lldmix_core import agreement, mathcore as mc
+
+    store, spec, outcome = wired[0], wired[1], wired[2]
+    settings = HOMES["wiring"]
+    s = spec.kl.sampled
+    a = agreement.pairs_on_the_map(store, settings.home, settings.checkpoints_dir, outcome, 0, n=s.n_samples,
+                                   n_tokens=s.n_tokens, clip=spec.kl.clip)
+    assert a.labels[0] == "target" and len(a.labels) == len(outcome.runs) + 1
+    assert len(a.pairs) == len(a.labels) * (len(a.labels) - 1) // 2
+    by_method = {r.method: r for r in outcome.runs}
+    for k, label in enumerate(a.labels[1:], start=1):
+        rows = store.get_kl(by_method[label].run_id)
+        last = spec.training.steps
+        mm = [r for r in rows if r.estimator == "modelmap" and r.step == last][0]
+        sampled = [r for r in rows if r.estimator == "sampled" and r.step == last][0]
+        assert a.modelmap_bits_per_byte[a.pairs.index((0, k))] == pytest.approx(mm.bits_per_byte, rel=1e-9)
+        assert a.sampled_directed[0, k] == pytest.approx(sampled.bits_per_byte, rel=1e-9)
+    assert np.all(np.diag(a.sampled_directed) == 0)
+    sym = [(a.sampled_directed[i, j] + a.sampled_directed[j, i]) / 2 for i, j in a.pairs]
+    assert np.allclose(a.sampled_bits_per_byte, sym)
+    assert a.spearman == pytest.approx(mc.spearman(a.modelmap_bits_per_byte, a.sampled_bits_per_byte))
+    # along the trajectories: the steps where both estimators were stored (the final third + the last)
+    traj = agreement.along_trajectories(store, outcome)
+    assert {t.method for t in traj} == set(by_method)
+    for t in traj:
+        rows = store.get_kl(by_method[t.method].run_id)
+        assert set(t.steps) == {r.step for r in rows if r.estimator == "sampled"} and last in t.steps

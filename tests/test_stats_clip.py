@@ -87,3 +87,20 @@ def test_sampled_estimate_and_units():
     m, se = mc.sampled_kl_estimate(bpb)
     assert m == pytest.approx(2 / math.log(2) / 4)
     assert se == pytest.approx(1 / math.sqrt(3) / math.log(2) / 4)
+
+
+def test_spearman_closed_forms_and_ties():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert mc.spearman(x, x**3) == pytest.approx(1.0)  # any increasing map
+    assert mc.spearman(x, -np.exp(x)) == pytest.approx(-1.0)
+    # no ties: 1 − 6 Σd² / (n(n²−1)); ranks of y = 2,1,4,3,5 → Σd² = 4 → 1 − 24/120 = 0.8
+    assert mc.spearman(x, np.array([20.0, 10.0, 40.0, 30.0, 50.0])) == pytest.approx(0.8)
+    # ties share the mean rank: [1, 2, 2, 3] → ranks 1, 2.5, 2.5, 4
+    assert list(mc.average_ranks(np.array([1.0, 2.0, 2.0, 3.0]))) == [1.0, 2.5, 2.5, 4.0]
+    assert math.isnan(mc.spearman(x[:2], x[:2])) and math.isnan(mc.spearman(x, np.ones(5)))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=40), rng.normal(size=40)
+    b[:10] = b[0]  # ties
+    scipy_stats = pytest.importorskip("scipy.stats")
+    assert mc.spearman(a, b) == pytest.approx(scipy_stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert mc.spearman(a, b) == pytest.approx(mc.spearman(b, a))

@@ -47,10 +47,12 @@ from lldmix_core.mathcore.sampled import per_sample_log_ratio, sampled_kl_estima
 from lldmix_core.mathcore.schedule import lld_schedule
 from lldmix_core.mathcore.stats import (
     PairedSummary,
+    average_ranks,
     bootstrap_interval,
     mean_se,
     paired_difference,
     paired_summary,
+    spearman,
     t_quantile_975,
 )
 from lldmix_core.mathcore.weights import adjusted_weights, gram_solve, lld_weights, resolve_tau
@@ -65,6 +67,6 @@ __all__ = [
     "late_step_mask", "median_interval", "progress_step_weights", "recovery_ratio", "recovery_ratios",
     "recovery_summary", "tau_from_spread", "token_share_step_weights", "two_stage_phases", "wilson_interval",
     "within_block_scatter",
-    "PairedSummary", "bootstrap_interval", "mean_se", "paired_difference", "paired_summary", "t_quantile_975",
+    "PairedSummary", "average_ranks", "bootstrap_interval", "mean_se", "spearman", "paired_difference", "paired_summary", "t_quantile_975",
     "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold", "weight_recovery",
 ]

@@ -1,0 +1,118 @@
+"""How far the model map's KL estimate agrees with the sampled KL, on a finished spec's models.
+
+Two views (issue: is the second-order estimate a usable ranking of closeness?):
+- **pairs on the map** — per seed, every pair among the target and the methods' final models: the
+  model-map KL (½ var over the evaluation texts of the log-likelihood difference, symmetric) against
+  the sampled KL symmetrised, ½[KL(i ‖ j) + KL(j ‖ i)], each direction on texts drawn from the first
+  model and scored under both. Spearman's ρ over the pairs, and the ratio model map / sampled.
+- **along each trajectory** — per run, the two estimators' stored KL(target ‖ model) at every step
+  where both were measured: Spearman's ρ over those steps.
+
+The draws from each final model are made once per (model, n, length, seed) and stored like the
+target's (sampled_eval.target_samples), so a second call only reads the database.
+All KLs here are bits/byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from lldmix_core import mathcore as mc
+from lldmix_core.errors import UserError
+from lldmix_core.models import load_model
+from lldmix_core.outcomes import SpecOutcome
+from lldmix_core.sampled_eval import model_sample_logliks, target_samples
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    seed: int
+    labels: tuple[str, ...]  # "target" and the methods, in the order of the pairs below
+    pairs: tuple[tuple[int, int], ...]  # indices into labels
+    modelmap_bits_per_byte: np.ndarray  # [P]
+    sampled_bits_per_byte: np.ndarray  # [P], symmetrised
+    spearman: float
+    sampled_directed: np.ndarray  # [M, M]: KL(i ‖ j) on draws from model i (row), zero diagonal
+
+
+@dataclass(frozen=True)
+class TrajectoryAgreement:
+    seed: int
+    method: str
+    steps: tuple[int, ...]
+    modelmap_bits_per_byte: np.ndarray  # [S] KL(target ‖ model) by the model map
+    sampled_bits_per_byte: np.ndarray  # [S] by sampling
+    spearman: float
+
+
+def _load(store, checkpoints_dir: Path, model_id: int):
+    """A stored model: from its source, or for a run's evaluated model ("run:<id>") from the run's last
+    checkpoint, which must be that very model (same weight fingerprint)."""
+    info = store.get_model(model_id)
+    if not info.source.startswith("run:"):
+        return load_model(info.kind, info.source, tokenizer=info.tokenizer if info.kind == "hf" else None)
+    run = store.get_run(int(info.source.split(":", 1)[1]))
+    path = Path(checkpoints_dir) / run.key[:16] / "last.pt"
+    if not path.is_file():
+        raise UserError(f"{path}: the checkpoint of run {run.id} ({run.name}) is missing; re-run its spec")
+    lm = load_model("nanogpt", path)
+    if lm.fingerprint() != info.fingerprint:
+        raise UserError(f"{path}: holds another state than model {model_id} ({info.name}): the run's last "
+                        "checkpoint is not the evaluated model")
+    return lm
+
+
+def pairs_on_the_map(store, home: Path, checkpoints_dir: Path, outcome: SpecOutcome, seed: int, *, n: int, n_tokens: int,
+                     clip: float = 0.0) -> PairAgreement | None:
+    """The seed's target and final models, every pair: model-map vs symmetrised sampled KL."""
+    runs = sorted((r for r in outcome.runs if r.seed == seed and r.final_model_id), key=lambda r: r.method)
+    if len(runs) < 2:
+        return None
+    final_rows = [max((k for k in store.get_kl(r.run_id) if k.estimator.startswith("modelmap")), key=lambda k: k.step)
+                  for r in runs]
+    target_id, eval_corpus = final_rows[0].reference_model_id, final_rows[0].corpus_id
+    ids = [target_id] + [k.model_id for k in final_rows]
+    labels = ("target", *(r.method for r in runs))
+    corpus = store.get_corpus(eval_corpus)
+    mean_bytes = corpus.n_bytes / corpus.n_texts
+    L = []
+    for mid in ids:
+        vec = store.get_loglik_vector(mid, eval_corpus, store.get_model(mid).tokenizer_hash)
+        if vec is None:
+            return None
+        L.append(vec[0].astype(np.float64))
+    L = np.stack(L)
+    models = [_load(store, checkpoints_dir, mid) for mid in ids]
+    draws = [target_samples(store, home, lm, mid, n=n, n_tokens=n_tokens, seed=seed) for lm, mid in zip(models, ids)]
+    own = [model_sample_logliks(store, s, lm, mid) for s, lm, mid in zip(draws, models, ids)]
+
+    M = len(ids)
+    directed = np.zeros((M, M))
+    for i in range(M):  # KL(i ‖ j) on i's draws, bits/byte
+        for j in range(M):
+            if i != j:
+                other = model_sample_logliks(store, draws[i], models[j], ids[j])
+                directed[i, j] = float(np.mean(own[i] - other) / np.log(2) / draws[i].mean_bytes)
+    pairs = tuple(combinations(range(M), 2))
+    mm = np.array([mc.nats_per_text_to_bits_per_byte(mc.kl_pair(L[i], L[j], clip), mean_bytes) for i, j in pairs])
+    sm = np.array([(directed[i, j] + directed[j, i]) / 2 for i, j in pairs])
+    return PairAgreement(seed, labels, pairs, mm, sm, mc.spearman(mm, sm), directed)
+
+
+def along_trajectories(store, outcome: SpecOutcome) -> list[TrajectoryAgreement]:
+    """Per run: the stored model-map and sampled KL(target ‖ model) at the steps where both exist."""
+    out = []
+    for r in sorted(outcome.runs, key=lambda r: (r.seed, r.method)):
+        rows = store.get_kl(r.run_id)
+        mm = {k.step: k.bits_per_byte for k in rows if k.estimator.startswith("modelmap")}
+        sm = {k.step: k.bits_per_byte for k in rows if k.estimator == "sampled"}
+        steps = tuple(sorted(set(mm) & set(sm)))
+        if len(steps) < 2:
+            continue
+        a, b = np.array([mm[s] for s in steps]), np.array([sm[s] for s in steps])
+        out.append(TrajectoryAgreement(r.seed, r.method, steps, a, b, mc.spearman(a, b)))
+    return out

@@ -1,0 +1,181 @@
+"""docs/RESULTS.md as Markdown, from a finished spec's outcome and the database: nothing typed by hand.
+
+Written by `lldmix results SPEC --out FILE`. The sentences that interpret numbers are generated from
+the intervals (report.verdict), so the prose claims only what the intervals support.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from lldmix_core import provenance
+from lldmix_core.agreement import PairAgreement, TrajectoryAgreement
+from lldmix_core.outcomes import SpecOutcome
+from lldmix_core.report import verdict, method_table, paired_to_reference, recovery
+
+
+def _mean_sd(values, digits: int) -> str:
+    v = np.array([x for x in values if math.isfinite(x)])
+    if len(v) == 0:
+        return "n/a"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _final_kl_tables(outcome: SpecOutcome, seeds: list[int]) -> list[str]:
+    by = {(r.method, r.seed): r for r in outcome.runs}
+    rows_s, rows_m = [], []
+    for row in method_table(outcome):
+        m = row["method"]
+        cells = [f"{by[m, s].sampled_bits_per_byte:.4f} ± {by[m, s].sampled_se_bits_per_byte:.4f}" if (m, s) in by else "—"
+                 for s in seeds]
+        rows_s.append([m, *cells, _mean_sd(row["sampled_bits_per_byte"], 4)])
+        cells = [f"{by[m, s].final_kl_bits_per_byte:.2f}" if (m, s) in by else "—" for s in seeds]
+        rows_m.append([m, *cells, _mean_sd(row["kl_bits_per_byte"], 2), _mean_sd(row["gap_bits_per_byte"], 3)])
+    seed_cols = [f"seed {s}" for s in seeds]
+    return [
+        "## Final KL to the target (sampled KL: the judge of closeness)", "",
+        "KL(target ‖ model) on texts drawn from the target, bits/byte; per seed mean ± its standard error over "
+        "the draws, then mean ± sd over seeds. Lower is closer.", "",
+        *_table(["method", *seed_cols, "mean ± sd over seeds"], rows_s), "",
+        "Beside it, the model map's second-order estimate (bits/byte; ½ var over the evaluation texts of "
+        "log p_target − log p_model) and the log-likelihood gap (target's minus model's mean log-likelihood, "
+        "bits/byte):", "",
+        *_table(["method", *seed_cols, "model map mean ± sd", "gap mean ± sd"], rows_m), "",
+    ]
+
+
+def _paired_section(outcome: SpecOutcome, store) -> tuple[list[str], list[str]]:
+    pairs = paired_to_reference(outcome, store)
+    if not pairs:
+        return [], []
+    ref = pairs[0]["reference"]
+    rows, findings = [], []
+    for p in pairs:
+        per_seed = "; ".join(f"{s}: {d:+.4f}" + (f" ± {w[1]:.4f}" if w is not None else "") for s, d, w, _ in p["per_seed"])
+        sm = p["summary"]
+        if sm is not None and sm.n >= 2:
+            rows.append([p["method"], per_seed, f"{sm.mean_diff:+.4f}", f"[{sm.lo:+.4f}, {sm.hi:+.4f}]",
+                         f"{sm.wins}/{sm.n}", verdict(p)])
+            findings.append((p["method"], sm, verdict(p)))
+        else:
+            rows.append([p["method"], per_seed, "—", "—", "—", verdict(p)])
+    lines = [
+        f"## Paired with {ref}", "",
+        f"Sampled-KL difference to {ref} of the same seed (same initial model, data order and draws), bits/byte; "
+        "negative = closer to the target. Per seed: the difference ± its standard error over the shared draws. "
+        f"Over seeds: mean, 95 % Student-t interval and the seeds on which the method is closer.", "",
+        *_table(["method", "per seed", "mean", "95 % interval", f"closer than {ref}", "verdict"], rows), "",
+    ]
+    closer = [(m, sm) for m, sm, _ in findings if sm.hi < 0]
+    farther = [(m, sm) for m, sm, _ in findings if sm.lo > 0]
+    neither = [m for m, sm, _ in findings if sm.lo <= 0 <= sm.hi]
+    says = ["## What the sampled KL says", ""]
+    if findings:
+        n = findings[0][1].n
+        says.append(f"Over {n} seeds, methods closer to the target than {ref}: " +
+                    (", ".join(f"{m} by {-sm.mean_diff:.4f} bits/byte (95 % interval {-sm.hi:.4f} to {-sm.lo:.4f})"
+                               for m, sm in closer) if closer else "none") + ".")
+        if farther:
+            says.append("Farther than " + ref + ": " + ", ".join(
+                f"{m} by {sm.mean_diff:.4f} bits/byte ({sm.lo:.4f} to {sm.hi:.4f})" for m, sm in farther) + ".")
+        if neither:
+            says.append(f"Not distinguishable from {ref} at this number of seeds: " + ", ".join(neither) + ".")
+    else:
+        says.append(f"One seed only: no interval over initial models, so no claim about which method is closer "
+                    f"to the target than {ref} (the per-draw differences below say only what holds for this seed's "
+                    "base model).")
+    says.append("")
+    return lines, says
+
+
+def _recovery_section(outcome: SpecOutcome) -> list[str]:
+    rec = recovery(outcome)
+    if not rec:
+        return []
+    rows = [[str(r["seed"]), f"{r['kl_uniform_truth']:.4f}", f"{r['kl_estimate_truth']:.4f}",
+             f"{r['kl_truth_uniform']:.4f}", f"{r['kl_truth_estimate']:.4f}"] for r in rec]
+    better = sum(r["kl_estimate_truth"] < r["kl_uniform_truth"] for r in rec)
+    return [
+        "## Weight recovery (paper §4.2)", "",
+        "The target was trained with known weights (the truth). Paper's direction: KL(w ‖ truth) for w = uniform "
+        "and w = the aggregated-LLD recipe, nats; the reverse direction as labelled extra columns.", "",
+        *_table(["seed", "KL(uniform ‖ truth)", "KL(aggregated-LLD ‖ truth)", "reverse: KL(truth ‖ uniform)",
+                 "reverse: KL(truth ‖ aggregated-LLD)"], rows), "",
+        f"The recipe is nearer the truth than uniform (paper's direction) on {better}/{len(rec)} seeds.", "",
+    ]
+
+
+def _agreement_section(pairs: list[PairAgreement], trajectories: list[TrajectoryAgreement]) -> list[str]:
+    if not pairs and not trajectories:
+        return []
+    lines = ["## Do the two estimators agree?", ""]
+    if pairs:
+        rows = []
+        for a in pairs:
+            # pairs of identical models (e.g. two methods that kept the prior) have 0/0: no ratio
+            apart = a.sampled_bits_per_byte > 0
+            ratio = a.modelmap_bits_per_byte[apart] / a.sampled_bits_per_byte[apart]
+            rows.append([str(a.seed), str(len(a.pairs)), f"{a.spearman:+.2f}",
+                         f"{np.median(ratio):.1f}" if ratio.size else "—",
+                         f"{ratio.min():.1f} – {ratio.max():.1f}" if ratio.size else "—"])
+        mm = np.concatenate([a.modelmap_bits_per_byte for a in pairs])
+        sm = np.concatenate([a.sampled_bits_per_byte for a in pairs])
+        from lldmix_core import mathcore as mc
+
+        lines += [
+            "Pairs on the map: per seed, every pair among the target and the final models; the model-map KL against "
+            "the sampled KL symmetrised, ½[KL(i ‖ j) + KL(j ‖ i)], each direction on draws from the first model "
+            "(bits/byte). Spearman's ρ ranks the pairs; the ratio is model map / sampled (over pairs whose "
+            "sampled KL is positive).", "",
+            *_table(["seed", "pairs", "Spearman ρ", "median ratio", "ratio range"], rows), "",
+            f"All seeds' pairs together: Spearman ρ = {mc.spearman(mm, sm):+.2f} over {len(mm)} pairs.", "",
+        ]
+    if trajectories:
+        by_method = defaultdict(list)
+        for t in trajectories:
+            by_method[t.method].append(t)
+        rows = [[m, str(len(ts)), str(len(ts[0].steps)), " ".join(f"{t.spearman:+.2f}" for t in ts),
+                 _mean_sd([t.spearman for t in ts], 2)] for m, ts in sorted(by_method.items())]
+        lines += [
+            "Along each trajectory: per run, KL(target ‖ model) by both estimators at every step where both were "
+            "measured; Spearman's ρ over those steps (+1: they order the checkpoints alike).", "",
+            *_table(["method", "runs", "steps", "ρ per seed", "mean ± sd"], rows), "",
+        ]
+    return lines
+
+
+def _provenance_section(outcome: SpecOutcome, store, seeds: list[int]) -> list[str]:
+    commits = defaultdict(list)
+    for r in outcome.runs:
+        info = store.get_run(r.run_id)
+        p = info.provenance or {"git_commit": info.git_commit}
+        commits[provenance.short_commit(p)].append(f"{r.method}/{r.seed}")
+    lines = ["## Provenance", ""]
+    for c, runs in sorted(commits.items()):
+        lines.append(f"- runs made by code {c}: {len(runs)} ({', '.join(sorted(runs))})")
+    if outcome.provenance:
+        lines += ["", provenance.footer(outcome.provenance, seeds=seeds) + " (this document's generation)"]
+    return lines + [""]
+
+
+def render_results(outcome: SpecOutcome, store, *, command: str, spec_description: str,
+                   pairs: list[PairAgreement], trajectories: list[TrajectoryAgreement]) -> str:
+    seeds = sorted({r.seed for r in outcome.runs})
+    paired, says = _paired_section(outcome, store)
+    head = [
+        f"# Replication record: `{outcome.spec_name}`", "",
+        f"Generated by `{command}`, which runs the spec (finding finished work in the database) and writes this "
+        "file; do not edit it by hand.", "",
+        f"{spec_description} Seeds {', '.join(map(str, seeds))}; evaluation corpus {outcome.corpus_hash[:12]}; "
+        f"target {outcome.target_name}.", "",
+    ]
+    body = (says + _final_kl_tables(outcome, seeds) + paired + _recovery_section(outcome)
+            + _agreement_section(pairs, trajectories) + _provenance_section(outcome, store, seeds))
+    return "\n".join(head + body).rstrip() + "\n"
