@@ -448,8 +448,6 @@ def serve_app(
     port: int = typer.Option(8501),
 ):
     """Serve the dashboard (Streamlit)."""
-    import subprocess
-
     if not 1 <= port <= 65535:
         raise UserError(f"--port {port}: a TCP port is between 1 and 65535")
     script = Path(__file__).resolve().parent.parent / "app" / "main.py"

@@ -11,7 +11,6 @@ corpus across ranks instead.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 
 import torch

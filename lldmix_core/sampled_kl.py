@@ -31,7 +31,7 @@ import torch
 from lldmix_core import mathcore as mc
 from lldmix_core.models.base import LanguageModel
 from lldmix_core.models.nanogpt import NanoGPT
-from lldmix_core.scoring import _windows, score_texts, score_token_ids
+from lldmix_core.scoring import score_texts, score_token_ids
 
 
 @dataclass(frozen=True)

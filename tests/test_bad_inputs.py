@@ -25,6 +25,7 @@ target:
   train: {steps: 2, seed: 1, multipliers: {Python: 2.0}}
 training: {steps: 2, batch_size: 2, warmup_steps: 1}
 methods: [uniform]
+kl: {sampled: {n_samples: 16, n_tokens: 32}}
 """
 
 

@@ -26,6 +26,7 @@ target:
   train: {{steps: 8, seed: 1234, multipliers: {{Python: 2.0}}}}
 training: {{steps: 6, batch_size: 2, lr: 3.0e-3, warmup_steps: 1, checkpoint_every: 3}}
 methods: [uniform, iterative-lld]
+kl: {{sampled: {{n_samples: 16, n_tokens: 32}}}}
 tracking: {{mlflow: {mlflow}}}
 """
 

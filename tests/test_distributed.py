@@ -22,6 +22,7 @@ target:
   train: {steps: 10, seed: 1234, multipliers: {Python: 2.0}}
 training: {steps: 12, batch_size: 4, lr: 3.0e-3, warmup_steps: 2, checkpoint_every: 5}
 methods: [uniform, iterative-lld]
+kl: {sampled: {n_samples: 16, n_tokens: 32}}
 """
 
 

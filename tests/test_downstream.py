@@ -241,6 +241,7 @@ arch: {{n_layer: 1, n_head: 2, n_embd: 16, block_size: 64}}
 target: {{train: {{steps: 6, seed: 1234, multipliers: {{Python: 2.0}}}}}}
 training: {{steps: 4, batch_size: 2, warmup_steps: 1}}
 methods: [uniform]
+kl: {{sampled: {{n_samples: 16, n_tokens: 32}}}}
 downstream: {{tasks: {names}, include_path: {tasks}, include_defaults: false}}
 """)
     env = {"LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": "",

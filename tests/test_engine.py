@@ -19,7 +19,7 @@ def test_smoke_run_results_are_in_sql(smoke_home):
     # and the sampled KL beside it: one per run, with its standard error over the draws
     sampled = con.execute("""SELECT k.bits_per_byte, k.stderr_bits_per_byte, k.n_samples FROM kl_results k
                              WHERE k.step = 20 AND k.estimator = 'sampled'""").fetchall()
-    assert len(sampled) == 5 and all(se > 0 and n == 256 for _, se, n in sampled)
+    assert len(sampled) == 5 and all(se > 0 and n == 64 for _, se, n in sampled)  # runs/smoke.yaml's kl.sampled
     # weights on the simplex at every recorded step
     for run_id, step, total in con.execute("SELECT run_id, step, sum(weight) FROM weight_estimates GROUP BY run_id, step"):
         assert abs(total - 1) < 1e-6
@@ -101,3 +101,32 @@ lld: {tau: 1.0, estimate_texts_per_domain: 1}
     # the weights moved away from uniform at the first estimate: they were really re-estimated
     first = [w for (w,) in con.execute("SELECT weight FROM weight_estimates WHERE step = 0")]
     assert max(first) - min(first) > 1e-3 and abs(sum(first) - 1) < 1e-9
+
+
+def test_results_document_is_generated_from_the_database(smoke_home, tmp_path):
+    """`lldmix results` on a finished spec: nothing is retrained, the document's sampled-KL cells are
+    the stored final rows, every run's commit is named, and a missing --out folder is a one-line error
+    that writes nothing."""
+    import re
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(smoke_home, home)
+    env = {"LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    out = tmp_path / "RESULTS.md"
+    proc = run_cli("results", "runs/smoke.yaml", "--out", str(out), "--agreement-samples", "8", env=env)
+    log = proc.stdout + proc.stderr
+    assert "finished earlier" in log and not re.search(r"training (NanoGPT|\d+ steps)", log)
+    doc = out.read_text()
+    con = sqlite3.connect(home / "lldmix.db")
+    rows = con.execute("""SELECT r.method, k.bits_per_byte, k.stderr_bits_per_byte, r.git_commit FROM kl_results k
+                          JOIN runs r ON r.id = k.run_id WHERE k.estimator = 'sampled' AND k.step = 20""").fetchall()
+    assert len(rows) == 5
+    for method, bpb, se, commit in rows:
+        assert re.search(rf"^\| {re.escape(method)} \| {bpb:.4f} ± {se:.4f} \|", doc, re.M), method
+        assert commit is None or commit[:10] in doc
+    assert "## Do the two estimators agree?" in doc and "Spearman" in doc
+    assert "One seed only" in doc  # one seed: no claim over initial models
+    bad = run_cli("results", "runs/smoke.yaml", "--out", str(tmp_path / "nope" / "R.md"), env=env, check=False)
+    assert bad.returncode == 2 and "--out" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "nope").exists()

@@ -28,6 +28,7 @@ target: {train: {steps: 6, seed: 1234, multipliers: {Python: 3.0, C++: 3.0}}}
 training: {steps: 8, batch_size: 2, lr: 1.0e-2, warmup_steps: 1, checkpoint_every: 100}
 methods: [uniform, iterative-lld, aggregated-lld, adjusted-lld, distill-kl]
 lld: {tau: 0.05, unit: token, gram: {texts_per_domain: 1}}
+kl: {sampled: {n_samples: 64, n_tokens: 32}}
 tracking: {mlflow: false}
 """
 

@@ -34,6 +34,7 @@ target:
   train: {{steps: {STEPS}, seed: 1, multipliers: {{"C++": 3.0, "日本": 2.0}}}}
 training: {{steps: {STEPS}, batch_size: 2, warmup_steps: 1, checkpoint_every: 2}}
 methods: [uniform, iterative-lld, aggregated-lld]
+kl: {{sampled: {{n_samples: 16, n_tokens: 32}}}}
 tracking: {{mlflow: true, experiment: "../../escape"}}
 """
 KILLS = ["mlflow_init:1", "train_step:3", "score_batch:2", "db_commit:6", "train_step:5", "file_write:2"]

@@ -174,3 +174,18 @@ def test_cli_regenerate_reports_a_mismatch_with_exit_1(tmp_path, home):
     proc = run_cli("corpus", "build-local", "--regenerate", "--constraints", str(tmp_path / "c.txt"), check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "does NOT match" in proc.stdout and "source sympy: here absent" in proc.stdout
+
+
+def test_readme_bodies_do_not_depend_on_which_importlib_metadata_answers():
+    """Importing the importlib_metadata backport (mlflow does) registers a finder whose Message keeps a
+    package's description out of get_payload(); the README pool read before (CI: pool 0 after mlflow
+    was imported earlier in the session) must be the frozen one either way."""
+    _skip_unless_pinned_sources()
+    import importlib_metadata  # noqa: F401 - its import is the point
+    from importlib import metadata as stdlib_metadata
+
+    from lldmix_core.corpus.minipile_sources import candidate_pool, pinned_sources
+
+    assert type(stdlib_metadata.distribution("numpy").metadata).__module__.startswith("importlib_metadata")
+    pool = candidate_pool("READMEs", pinned_sources(ROOT / "constraints.txt"))
+    assert len(pool) == local.frozen_manifest()["domains"]["READMEs"]["pool"]

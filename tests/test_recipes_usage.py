@@ -4,7 +4,6 @@ and the plain CSV (issue 17): a header row, one row per domain, read by pandas a
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 
 import pandas as pd

@@ -55,7 +55,9 @@ def test_hf_target_with_another_tokenizer(home):
             "arch": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64},
             "target": {"path": "models/tiny-gpt2", "kind": "hf", "tokenizer": "gpt2"},
             "training": {"steps": 4, "batch_size": 2, "warmup_steps": 1}, "methods": ["uniform", "iterative-lld"],
-            "lld": {"unit": "byte"}, "tracking": {"mlflow": False}}
+            "lld": {"unit": "byte"}, "tracking": {"mlflow": False},
+            # few short draws: the sampled KL across tokenizers is tested in test_sampled_kl.py
+            "kl": {"sampled": {"n_samples": 16, "n_tokens": 32}}}
     spec.write_text(json.dumps(base))
     out = run_cli("run", str(spec), env=env).stdout
     assert "mixes units" not in out

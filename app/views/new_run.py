@@ -129,6 +129,10 @@ with tab_build:
     arch = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64} if size.startswith("smoke") else \
         {"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 256}
     per_domain = c2.number_input("Evaluation texts per domain", 1, 10_000, 4)
+    smoke = size.startswith("smoke")
+    n_draws = c2.number_input("Sampled KL: texts drawn from the target (0: off)", 0, 100_000, 64 if smoke else 256,
+                              help="KL(target ‖ model) is estimated on these draws, the same for every run of a seed; "
+                                   "each draw is one context window long.")
     raw = {
         "name": name, "seeds": seed_list or [0],
         "tokenizer": "bytes", "corpus": {"local": True, "eval_per_domain": int(per_domain)}, "arch": arch,
@@ -136,6 +140,7 @@ with tab_build:
         "training": {"steps": int(steps), "batch_size": 4 if size.startswith("smoke") else 16,
                      "warmup_steps": max(1, int(steps) // 10), "checkpoint_every": max(1, int(steps) // 2)},
         "methods": methods, "lld": {"tau": tau},
+        "kl": {"sampled": {"n_samples": int(n_draws), "n_tokens": arch["block_size"]}},
     }
     try:
         spec = parse_spec(raw, "new run")

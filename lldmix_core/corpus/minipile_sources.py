@@ -12,6 +12,7 @@ Every pool is returned sorted by (package, path); sampling happens elsewhere.
 from __future__ import annotations
 
 import ast
+import email
 import re
 import sys
 import sysconfig
@@ -168,10 +169,11 @@ def _legal(src: Sources) -> Iterator[Candidate]:
 def _readmes(src: Sources) -> Iterator[Candidate]:
     for name in sorted(src.dists):
         dist = src.dists[name]
-        body = dist.metadata.get_payload() if hasattr(dist.metadata, "get_payload") else None
-        if body is None:
-            raw = dist.read_text("METADATA") or ""
-            body = raw.split("\n\n", 1)[1] if "\n\n" in raw else ""
+        # The body of METADATA, parsed here with the stdlib email parser: `dist.metadata` depends on
+        # which importlib.metadata answers (the importlib_metadata backport, imported by e.g. mlflow,
+        # registers a finder whose Message moves the body into a Description header: an empty body)
+        raw = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+        body = email.message_from_string(raw).get_payload() or ""
         yield Candidate("", name, src.versions[name], f"{name}.dist-info/METADATA#description", licence_of(dist), body)
 
 
