@@ -308,3 +308,5 @@ def test_compare_shows_truth_beside_estimates_and_sampled_kl_pairs(app):
     assert (table["sampled KL (bits/byte)"] > 0).all()
     assert table.loc["adjusted-lld", "− uniform (bits/byte)"] == pytest.approx(
         table.loc["adjusted-lld", "sampled KL (bits/byte)"] - table.loc["uniform", "sampled KL (bits/byte)"], abs=2e-4)
+    assert table.loc["uniform", "− uniform (bits/byte)"] == "reference"
+    assert not table.astype(str).isin(["None", "nan"]).any().any()  # the reference row shows dashes, not "None"

@@ -59,8 +59,11 @@ if not sampled.empty:
                 row["95 % interval"] = (f"[{one['diff'] - 1.96 * one['se']:+.4f}, {one['diff'] + 1.96 * one['se']:+.4f}]"
                                         " (one seed's draws)")
                 row["closer on"] = f"{int(one['diff'] < 0)}/1 seed"
+        if label == REFERENCE:
+            row[f"− {REFERENCE} (bits/byte)"] = "reference"
         rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    # the reference's own row, and a run without a partner seed, have no difference: a dash, never "None"
+    st.dataframe(pd.DataFrame(rows).astype(object).fillna("—"), hide_index=True, width="stretch")
     st.caption("Intervals: over seeds, Student t on the per-seed paired differences; with one seed, ±1.96 × the "
                "per-draw paired standard error (it says nothing about other initial models).")
 
