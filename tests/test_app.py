@@ -306,7 +306,7 @@ def test_compare_shows_truth_beside_estimates_and_sampled_kl_pairs(app):
     table = [df.value for df in at.dataframe if "sampled KL (bits/byte)" in df.value.columns][0].set_index("method")
     assert set(table.index) >= {"uniform", "iterative-lld", "aggregated-lld", "adjusted-lld", "distill-kl"}
     assert (table["sampled KL (bits/byte)"] > 0).all()
-    assert table.loc["adjusted-lld", "− uniform (bits/byte)"] == pytest.approx(
+    assert float(table.loc["adjusted-lld", "− uniform (bits/byte)"]) == pytest.approx(
         table.loc["adjusted-lld", "sampled KL (bits/byte)"] - table.loc["uniform", "sampled KL (bits/byte)"], abs=2e-4)
     assert table.loc["uniform", "− uniform (bits/byte)"] == "reference"
     assert not table.astype(str).isin(["None", "nan"]).any().any()  # the reference row shows dashes, not "None"

@@ -50,20 +50,26 @@ if not sampled.empty:
             common = sorted(set(ref.index) & set(mine.index))
             if len(common) >= 2:
                 sm = mc.paired_summary(mine[common].to_numpy(), ref[common].to_numpy())
-                row[f"− {REFERENCE} (bits/byte)"] = round(sm.mean_diff, 4)
+                row[f"− {REFERENCE} (bits/byte)"] = f"{sm.mean_diff:+.4f}"
                 row["95 % interval"] = f"[{sm.lo:+.4f}, {sm.hi:+.4f}]"
                 row["closer on"] = f"{sm.wins}/{sm.n} seeds"
             else:
                 one = p_.iloc[0]
-                row[f"− {REFERENCE} (bits/byte)"] = round(one["diff"], 4)
+                row[f"− {REFERENCE} (bits/byte)"] = f"{one['diff']:+.4f}"
                 row["95 % interval"] = (f"[{one['diff'] - 1.96 * one['se']:+.4f}, {one['diff'] + 1.96 * one['se']:+.4f}]"
                                         " (one seed's draws)")
                 row["closer on"] = f"{int(one['diff'] < 0)}/1 seed"
         if label == REFERENCE:
             row[f"− {REFERENCE} (bits/byte)"] = "reference"
         rows.append(row)
-    # the reference's own row, and a run without a partner seed, have no difference: a dash, never "None"
-    st.dataframe(pd.DataFrame(rows).astype(object).fillna("—"), hide_index=True, width="stretch")
+    # signed text cells (as the report prints them); the reference's own row, and a run without a partner
+    # seed, have no difference: a word or a dash, never "None"
+    text_cols = [f"− {REFERENCE} (bits/byte)", "95 % interval", "closer on"]
+    frame = pd.DataFrame(rows)
+    for c in text_cols:
+        if c in frame:
+            frame[c] = frame[c].fillna("—")
+    st.dataframe(frame, hide_index=True, width="stretch")
     st.caption("Intervals: over seeds, Student t on the per-seed paired differences; with one seed, ±1.96 × the "
                "per-draw paired standard error (it says nothing about other initial models).")
 
