@@ -96,7 +96,8 @@ def pairs_on_the_map(store, home: Path, checkpoints_dir: Path, outcome: SpecOutc
         for j in range(M):
             if i != j:
                 other = model_sample_logliks(store, draws[i], models[j], ids[j])
-                directed[i, j] = float(np.mean(own[i] - other) / np.log(2) / draws[i].mean_bytes)
+                d = mc.to_bits_per_byte(mc.per_sample_log_ratio(own[i], other), draws[i].mean_bytes)
+                directed[i, j] = mc.sampled_kl_estimate(d)[0]  # the estimator the engine stores
     pairs = tuple(combinations(range(M), 2))
     mm = np.array([mc.nats_per_text_to_bits_per_byte(mc.kl_pair(L[i], L[j], clip), mean_bytes) for i, j in pairs])
     sm = np.array([(directed[i, j] + directed[j, i]) / 2 for i, j in pairs])

@@ -311,13 +311,19 @@ def run(
         typer.echo(describe_plan(spec, _settings(), store))
         return
     from lldmix_core import distributed
-    from lldmix_core.engine import Engine
-    from lldmix_core.report import format_report
 
     if distributed.init_from_env() and not distributed.is_leader():
         distributed.follow()  # ranks > 0 train what rank 0 announces; only rank 0 touches the database
         return
+    _execute(spec, spec_path)
+
+
+def _execute(spec, spec_path: Path):
+    """Run a validated spec on the writable store and print the end-of-run report: (outcome, store, settings)."""
+    from lldmix_core import distributed
+    from lldmix_core.engine import Engine
     from lldmix_core.identity import check_spec_identity
+    from lldmix_core.report import format_report
 
     s = _settings()
     store = _writable_store()
@@ -328,6 +334,7 @@ def run(
     finally:
         distributed.broadcast_task(None)  # releases the other ranks, also when rank 0 fails
     typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri, store=store))
+    return outcome, store, s
 
 
 @app.command("results")
@@ -340,12 +347,9 @@ def results(
     """Run a spec (finished work is found in the database) and write its results document: sampled and
     model-map KL per seed, paired intervals against uniform, weight recovery, the estimators'
     agreement and the provenance of every run."""
-    from lldmix_core import agreement, distributed
+    from lldmix_core import agreement
     from lldmix_core.atomic import atomic_write_bytes
-    from lldmix_core.engine import Engine
-    from lldmix_core.identity import check_spec_identity
     from lldmix_core.limits import check_plausible
-    from lldmix_core.report import format_report
     from lldmix_core.results_doc import render_results
     from lldmix_core.spec import load_spec
 
@@ -353,15 +357,7 @@ def results(
     check_plausible(spec, str(spec_path))
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
-    s = _settings()
-    store = _writable_store()
-    check_spec_identity(store, spec, str(spec_path))
-    _check_corpus_files(spec, s)
-    try:
-        outcome = Engine(store, s).run(spec)
-    finally:
-        distributed.broadcast_task(None)
-    typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri, store=store))
+    outcome, store, s = _execute(spec, spec_path)
     pairs = []
     if agreement_samples >= 2:
         n_tokens = spec.kl.sampled.n_tokens

@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from lldmix_core import mathcore as mc
 from lldmix_core import provenance
 from lldmix_core.agreement import PairAgreement, TrajectoryAgreement
 from lldmix_core.outcomes import SpecOutcome
@@ -127,8 +128,6 @@ def _agreement_section(pairs: list[PairAgreement], trajectories: list[Trajectory
                          f"{ratio.min():.1f} – {ratio.max():.1f}" if ratio.size else "—"])
         mm = np.concatenate([a.modelmap_bits_per_byte for a in pairs])
         sm = np.concatenate([a.sampled_bits_per_byte for a in pairs])
-        from lldmix_core import mathcore as mc
-
         lines += [
             "Pairs on the map: per seed, every pair among the target and the final models; the model-map KL against "
             "the sampled KL symmetrised, ½[KL(i ‖ j) + KL(j ‖ i)], each direction on draws from the first model "
