@@ -262,3 +262,44 @@ def test_paired_sampled_difference_from_stored_vectors(st):
     assert paired_sampled_difference(st, cid, a, a) == (0.0, 0.0)
     unscored = _model(st, "c", "4" * 64)
     assert paired_sampled_difference(st, cid, unscored, b) is None
+
+
+def _save_same_scores(url, start_at, out):
+    import time as _t
+
+    st = Store.open(url)
+    while _t.time() < start_at:  # every process sends its first INSERT at the same moment
+        pass
+    try:
+        st.save_scores(model_id=1, corpus_id=1, tokenizer_hash="t", logliks=[-1.0, -2.0, -3.0, -4.0, -5.0, -6.0],
+                       n_tokens=[1] * 6)
+        out.put("ok")
+    except Exception as e:  # noqa: BLE001 — the failure is the finding
+        out.put(repr(e))
+
+
+def test_many_workers_saving_the_same_scores_all_succeed(db_url):
+    """Eight workers score the shared target on the shared corpus at once (every job of a spec does):
+    each save must succeed (none may lose its retries to the others) and one vector remains."""
+    import time as _t
+
+    upgrade(db_url)
+    st = Store.open(db_url)
+    cid, _, _ = _corpus(st)
+    mid = _model(st)
+    assert (cid, mid) == (1, 1)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start_at = _t.time() + 8.0
+    procs = [ctx.Process(target=_save_same_scores, args=(db_url, start_at, out)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert results == ["ok"] * 8, results
+    ll, nt = st.get_loglik_vector(mid, cid, "t")
+    assert ll.tolist() == [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0] and nt.tolist() == [1] * 6
+    with st.transaction() as s:
+        assert s.execute(text("SELECT count(*) FROM loglik_vectors")).scalar() == 1
+        assert s.execute(text("SELECT count(*) FROM domain_logliks")).scalar() == 3

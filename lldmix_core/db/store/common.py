@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import random
 import time
 from dataclasses import fields
 from datetime import datetime
@@ -28,13 +29,14 @@ def retry_on_conflict(method):
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        for attempt in range(4):
+        for attempt in range(6):
             try:
                 return method(*args, **kwargs)
             except IntegrityError:
-                if attempt == 3:
+                if attempt == 5:
                     raise
-                time.sleep(0.05 * (attempt + 1))
+                # jittered back-off: writers that collided once must not collide again in lockstep
+                time.sleep(0.05 * (attempt + 1) * (0.5 + random.random()))
 
     return wrapper
 

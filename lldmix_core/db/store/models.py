@@ -90,10 +90,19 @@ class Models:
             if len(dom) != len(ll) or len(nt) != len(ll):
                 raise UserError(f"scores for corpus {corpus_id}: {len(ll)} values for {len(dom)} texts")
             lb, tb = ll.astype("<f4").tobytes(), nt.astype("<i4").tobytes()
-            s.execute(delete(S.LoglikVector).where(S.LoglikVector.model_id == model_id, S.LoglikVector.corpus_id == corpus_id,
-                                                   S.LoglikVector.tokenizer_hash == tokenizer_hash))
-            s.add(S.LoglikVector(model_id=model_id, corpus_id=corpus_id, tokenizer_hash=tokenizer_hash, length=len(ll),
-                                 logliks=lb, n_tokens=tb, checksum=blob_checksum(lb, tb)))
+            checksum = blob_checksum(lb, tb)
+            have = s.scalars(select(S.LoglikVector).where(S.LoglikVector.model_id == model_id,
+                                                          S.LoglikVector.corpus_id == corpus_id,
+                                                          S.LoglikVector.tokenizer_hash == tokenizer_hash)).first()
+            if have is not None and have.checksum == checksum and have.length == len(ll):
+                # stored already (by another worker scoring the same model): nothing to write. Not deleting
+                # it is what lets N concurrent writers finish: each retry finds the winner's row
+                return
+            if have is not None:
+                have.length, have.logliks, have.n_tokens, have.checksum = len(ll), lb, tb, checksum
+            else:
+                s.add(S.LoglikVector(model_id=model_id, corpus_id=corpus_id, tokenizer_hash=tokenizer_hash, length=len(ll),
+                                     logliks=lb, n_tokens=tb, checksum=checksum))
             s.execute(delete(S.DomainLoglik).where(S.DomainLoglik.model_id == model_id, S.DomainLoglik.corpus_id == corpus_id))
             for d in sorted(set(dom.tolist())):
                 m = dom == d
