@@ -290,13 +290,16 @@ def run(
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not track in MLflow."),
     yes_i_mean_it: bool = typer.Option(False, "--yes-i-mean-it", help="Run settings beyond the plausibility limits."),
 ):
-    """Run a declarative spec: train the target if asked, compare the methods, print the table."""
+    """Run a declarative spec: train the target if asked, compare the methods, print the table.
+    A benchmark file (top-level `benchmark:`, e.g. runs/recovery.yaml) runs each of its cells' specs."""
     from lldmix_core.spec import load_spec
 
     from lldmix_core.limits import check_plausible
 
     if yes_i_mean_it:
         os.environ["LLDMIX_NO_LIMITS"] = "1"
+    if _is_benchmark(spec_path):
+        return _run_benchmark(spec_path, dry_run=dry_run, no_mlflow=no_mlflow)
     spec = load_spec(spec_path)
     check_plausible(spec, str(spec_path))
     if no_mlflow:
@@ -316,6 +319,42 @@ def run(
         distributed.follow()  # ranks > 0 train what rank 0 announces; only rank 0 touches the database
         return
     _execute(spec, spec_path)
+
+
+def _is_benchmark(path: Path) -> bool:
+    from lldmix_core.benchmark.suite import is_benchmark_text
+
+    try:
+        return path.is_file() and is_benchmark_text(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False  # load_spec reports it
+
+
+def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool) -> None:
+    """Each cell of a benchmark file in order (finished cells are found in the database)."""
+    from lldmix_core.benchmark.plan import describe_benchmark
+    from lldmix_core.benchmark.suite import expand, load_benchmark
+    from lldmix_core.limits import check_plausible
+
+    b = load_benchmark(path)
+    cells = expand(b)
+    for c in cells:
+        check_plausible(c.spec, f"{path} ({c.spec.name})")
+    if dry_run:
+        try:
+            store = _store()
+        except UserError:
+            store = None
+        typer.echo(describe_benchmark(b, cells, store))
+        return
+    for i, c in enumerate(cells, 1):
+        spec = c.spec
+        if no_mlflow:
+            spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"mlflow": False})})
+        typer.echo(f"benchmark {b.benchmark}: cell {i}/{len(cells)}: {spec.name}")
+        _execute(spec, path)
+    typer.echo(f"benchmark {b.benchmark}: {len(cells)} cells finished; "
+               f"`lldmix results {path} --out FILE` writes the leaderboard")
 
 
 def _execute(spec, spec_path: Path):

@@ -66,6 +66,7 @@ class Reweighter:
                  on_tau: Callable[[float], None]):
         self.method, self.tau_setting, self.tau, self.prior = method, tau_setting, tau, prior
         self.schedule, self.total_steps, self.gram, self.ridge, self.on_tau = schedule, total_steps, gram, ridge, on_tau
+        self.last_gram: np.ndarray | None = None  # [K, K] the Gram of the last adjusted estimate
 
     def wants(self, step: int) -> bool:
         return self.method.iterative and step in self.schedule and step < self.total_steps
@@ -78,7 +79,8 @@ class Reweighter:
             self.tau = mc.resolve_tau(self.tau_setting, delta)
             self.on_tau(self.tau)
         if self.method.mixture == "adjusted":
-            return mc.adjusted_weights(delta, self.gram(lm), self.tau, self.prior, ridge=self.ridge)
+            self.last_gram = self.gram(lm)
+            return mc.adjusted_weights(delta, self.last_gram, self.tau, self.prior, ridge=self.ridge)
         return mc.lld_weights(delta, self.tau, self.prior)
 
 
@@ -113,8 +115,9 @@ class Evaluator:
             metrics.update(self.sampled(step, model_id, lm))
         base_dom = domain_means(scored.loglik, scored.n_tokens, self.ctx.corpus.texts.n_bytes,
                                 self.ctx.corpus.texts.domains, self.ctx.corpus.domains, self.ctx.spec.lld.unit)
-        new = self.reweighter(step, lm, self.target_dom - base_dom)
-        self.record(step, new if new is not None else current, base_dom, metrics)
+        delta = self.target_dom - base_dom
+        new = self.reweighter(step, lm, delta)
+        self.record(step, new if new is not None else current, base_dom, metrics, delta, lm)
         return new
 
     def estimate_only(self, step: int, lm: LanguageModel, current: np.ndarray) -> np.ndarray | None:
@@ -122,8 +125,9 @@ class Evaluator:
         texts = self.ctx.corpus.texts
         part = score_texts(lm, [texts.texts[i] for i in self.sub])
         base_dom = self._domain_means(part.loglik, part.n_tokens, self.sub)
-        new = self.reweighter(step, lm, self.target_dom_sub - base_dom)
-        self.record(step, new if new is not None else current, base_dom, {})
+        delta = self.target_dom_sub - base_dom
+        new = self.reweighter(step, lm, delta)
+        self.record(step, new if new is not None else current, base_dom, {}, delta, lm)
         return new
 
     def model_map(self, step: int, model_id: int, lm: LanguageModel) -> tuple[dict, ScoredModel]:
@@ -155,14 +159,24 @@ class Evaluator:
                         f"bits/byte ({res.n_samples} draws)")
         return {"sampled_kl_bits_per_byte": res.bits_per_byte, "sampled_kl_se_bits_per_byte": res.stderr_bits_per_byte}
 
-    def record(self, step: int, used: np.ndarray, base_dom: np.ndarray, metrics: dict) -> None:
-        """The weights in force from `step` on, the model's per-domain log-likelihoods, the metrics."""
+    def record(self, step: int, used: np.ndarray, base_dom: np.ndarray, metrics: dict, delta: np.ndarray,
+               lm: LanguageModel) -> None:
+        """The weights in force from `step` on, the model's per-domain log-likelihoods, the metrics.
+        At an iterative run's schedule steps also Δ_t (and G_t under lld.record_gram) in the store's
+        run_metrics: the benchmark's estimator variants are functions of them (benchmark/estimators.py)."""
         ctx, run = self.ctx, self.run
         domains = ctx.corpus.domains
         self.engine.store.save_weights(run.run_id, step, dict(zip(domains, map(float, used))),
                                        tau=self.reweighter.tau, method=run.unit.method)
         metrics = {**metrics, **{f"weight/{d}": float(w) for d, w in zip(domains, used)},
                    **{f"loglik_per_{ctx.spec.lld.unit}/{d}": float(v) for d, v in zip(domains, base_dom)}}
+        if self.reweighter.wants(step):
+            stored = {f"delta/{d}": float(v) for d, v in zip(domains, delta)}
+            if ctx.spec.lld.record_gram:
+                G = self.reweighter.last_gram if run.method.mixture == "adjusted" else self.reweighter.gram(lm)
+                stored.update({f"gram/{i}/{j}": float(G[i, j]) for i in range(len(domains)) for j in range(len(domains))})
+            self.engine.store.save_metrics_many(run.run_id, [(step, stored)])
+            metrics.update({k: v for k, v in stored.items() if k.startswith("delta/")})
         self.engine.tracker.log_metrics(run.mlflow_id, metrics, step)
 
 

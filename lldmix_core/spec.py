@@ -162,6 +162,10 @@ class LLDSpec(_Strict):
     # Cheaper first pass: at LLD schedule steps where no KL is measured, estimate Δ on a seeded
     # subsample of this many evaluation texts per domain instead of the whole corpus (None: all).
     estimate_texts_per_domain: int | None = Field(None, ge=1)
+    # Store the domain Gram matrix G_t at every schedule step of iterative runs (the recovery
+    # benchmark's adjusted-LLD variants are computed from pass 1's Δ_t and G_t; costs one backward
+    # per domain on lld.gram.texts_per_domain texts at each of the ~16 schedule steps).
+    record_gram: bool = False
 
     @field_validator("tau")
     @classmethod
@@ -291,6 +295,8 @@ class RunSpec(_Strict):
             dump.pop("downstream")  # an option at its default leaves existing specs' hashes (and caches) alone
         if self.corpus.eval_total is None:
             dump["corpus"].pop("eval_total")  # likewise: per-domain evaluation corpora keep their hashes
+        if not self.lld.record_gram:
+            dump["lld"].pop("record_gram")  # likewise
         return content_hash({"spec": dump})
 
     def to_yaml(self) -> str:

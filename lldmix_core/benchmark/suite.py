@@ -1,0 +1,258 @@
+"""The recovery benchmark's file (`runs/recovery.yaml`): targets whose true mixtures lldmix draws and
+trains, crossed with the settings that plausibly decide whether LLD helps (skew of the truth, target
+steps relative to the base's, model size, random-init or pretrained base). It expands into plain run
+specs, one per (cell, truth), that the engine runs one after another: each is resumable and keyed by
+content like any spec, so a re-run finds what is done. Pure: no I/O beyond reading the YAML.
+
+    benchmark: recovery
+    domains: [Python, C++, ...]          # the order Dirichlet draws are assigned in
+    truths: [{name, dirichlet: {concentration, seed}, multipliers?}, ...]
+    sizes: {S: {arch}, M: {arch}}
+    bases: {random: {init: random}, pretrained: {train: {steps, seed, dirichlet|weights}}}
+    cells: [{name, size, target_ratio, base, truths: all | [names], seeds?}]
+    reference: true                      # a uniform-trained target per (size, ratio) for the calibrated Δ
+    spec: {the run-spec fields every cell shares: seeds, corpus, training, methods, lld, kl, ...}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lldmix_core.errors import UserError
+from lldmix_core.spec import ArchSpec, RunSpec, _format_error, _NoDuplicatesLoader, parse_spec
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dirichlet(_Strict):
+    concentration: float = Field(..., gt=0)
+    seed: int = Field(..., ge=0)
+
+
+class Truth(_Strict):
+    """A known mixture: drawn from a seeded symmetric Dirichlet (optionally × multipliers, the paper's
+    "double some domains" style), or given explicitly."""
+
+    name: str = Field(..., pattern=NAME, max_length=40)
+    dirichlet: Dirichlet | None = None
+    weights: dict[str, float] | None = None
+    multipliers: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.dirichlet is None) == (self.weights is None):
+            raise ValueError("give exactly one of dirichlet, weights")
+        return self
+
+
+class BaseTrain(_Strict):
+    steps: int = Field(..., ge=1)
+    seed: int = Field(99, ge=0)
+    dirichlet: Dirichlet | None = None
+    weights: dict[str, float] | None = None
+
+
+class BaseChoice(_Strict):
+    """`init: random` (the run seed's random NanoGPT) or `train:` a NanoGPT first on another mixture
+    (the paper's pretrained base)."""
+
+    init: str | None = None
+    train: BaseTrain | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.init is None) == (self.train is None) or self.init not in (None, "random"):
+            raise ValueError("give `init: random` or `train: {...}`")
+        return self
+
+
+class Cell(_Strict):
+    name: str = Field(..., pattern=NAME, max_length=40)
+    size: str
+    target_ratio: float = Field(1.0, gt=0)  # target steps = ratio × spec.training.steps
+    base: str = "random"
+    truths: str | tuple[str, ...] = "all"
+    seeds: tuple[int, ...] | None = None  # default: spec.seeds
+    spec: dict = Field(default_factory=dict)  # run-spec fields this cell sets differently (e.g. methods, kl)
+
+
+class BenchmarkSpec(_Strict):
+    benchmark: str = Field(..., pattern=NAME, max_length=40)
+    description: str = ""
+    domains: tuple[str, ...]
+    truths: tuple[Truth, ...]
+    sizes: dict[str, ArchSpec]
+    bases: dict[str, BaseChoice] = Field(default_factory=lambda: {"random": BaseChoice(init="random")})
+    cells: tuple[Cell, ...]
+    reference: bool = True
+    target_seed: int = Field(1000, ge=0)  # target i (in `truths` order) trains with seed target_seed + i
+    spec: dict  # run-spec fields shared by every cell (validated when the cells are expanded)
+
+    @model_validator(mode="after")
+    def _check(self):
+        names = [t.name for t in self.truths]
+        if len(set(names)) != len(names):
+            raise ValueError("truths: a name is listed twice")
+        if len({c.name for c in self.cells}) != len(self.cells):
+            raise ValueError("cells: a name is listed twice")
+        for c in self.cells:
+            if c.size not in self.sizes:
+                raise ValueError(f"cells.{c.name}.size: {c.size!r} is not in sizes {list(self.sizes)}")
+            if c.base not in self.bases:
+                raise ValueError(f"cells.{c.name}.base: {c.base!r} is not in bases {list(self.bases)}")
+            if c.truths != "all":
+                unknown = sorted(set(c.truths) - set(names))
+                if unknown:
+                    raise ValueError(f"cells.{c.name}.truths: unknown {unknown}")
+        for key in ("name", "target", "arch", "base", "seeds"):
+            for where, d in [("spec", self.spec)] + [(f"cells.{c.name}.spec", c.spec) for c in self.cells]:
+                if key in d and not (key == "seeds" and where == "spec"):
+                    raise ValueError(f"{where}.{key}: set by the benchmark's cells, not here")
+        for t in self.truths:
+            for d in list(t.multipliers) + list(t.weights or {}):
+                if d not in self.domains:
+                    raise ValueError(f"truths.{t.name}: unknown domain {d!r}")
+        return self
+
+
+def dirichlet_weights(domains: tuple[str, ...], d: Dirichlet) -> np.ndarray:
+    """[K] numpy.random.default_rng(seed).dirichlet(concentration · 1), in `domains` order."""
+    return np.random.default_rng(d.seed).dirichlet(np.full(len(domains), d.concentration))
+
+
+def truth_weights(domains: tuple[str, ...], t: Truth) -> dict[str, float]:
+    """The truth as {domain: weight} on the simplex (rounded to 6 decimals, so the spec shows it and
+    its hash does not depend on the last bits of the Dirichlet draw)."""
+    if t.weights is not None:
+        w = np.array([float(t.weights.get(d, 0.0)) for d in domains])
+    else:
+        w = dirichlet_weights(domains, t.dirichlet)
+    w = w * np.array([t.multipliers.get(d, 1.0) for d in domains])
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise UserError(f"truths.{t.name}: weights must be finite, ≥ 0 and not all zero")
+    w = np.round(w / w.sum(), 6)
+    w[np.argmax(w)] += 1.0 - w.sum()  # exactly on the simplex after rounding
+    return {d: float(x) for d, x in zip(domains, w)}
+
+
+def kl_uniform_to(weights: dict[str, float]) -> float:
+    """KL(uniform ‖ truth), nats: how far the truth is from uniform (the recovery ratio's denominator)."""
+    w = np.array(list(weights.values()))
+    u = 1.0 / len(w)
+    return float(np.sum(u * np.log(u / np.maximum(w, 1e-300))))
+
+
+@dataclass(frozen=True)
+class BenchmarkCell:
+    """One expanded spec: a cell × a truth (or the cell's uniform reference target)."""
+
+    cell: str
+    truth: str  # the truth's name, or "reference"
+    weights: dict[str, float]  # the target's true mixture
+    spec: RunSpec
+    is_reference: bool = False
+
+
+def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
+    """Every (cell, truth) as a run spec named `<benchmark>.<cell>.<truth>`, plus (with `reference`)
+    one uniform-trained target per distinct (size, target steps) named `<benchmark>.<cell>.reference`."""
+    shared = dict(b.spec)
+    steps = int(shared.get("training", {}).get("steps", 0) or 0)
+    if steps < 1:
+        raise UserError("spec.training.steps: required (the base runs' steps)")
+    out, refs_done = [], set()
+    for c in b.cells:
+        arch = b.sizes[c.size].model_dump(mode="json", exclude_none=True)
+        target_steps = max(1, int(round(c.target_ratio * steps)))
+        base = _base_ref(b, c)
+        cell_shared = {**shared, **c.spec}
+        seeds = list(c.seeds) if c.seeds is not None else cell_shared.get("seeds", [0])
+        chosen = [t for t in b.truths if c.truths == "all" or t.name in c.truths]
+        for t in chosen:
+            w = truth_weights(b.domains, t)
+            i = [x.name for x in b.truths].index(t.name)
+            target = {"train": {"steps": target_steps, "seed": b.target_seed + i, "weights": w}}
+            out.append(BenchmarkCell(c.name, t.name, w, _spec(b, cell_shared, f"{c.name}.{t.name}", arch, target, base, seeds,
+                                                              f"truth {t.name}, cell {c.name}")))
+        if b.reference and (c.size, target_steps) not in refs_done:
+            refs_done.add((c.size, target_steps))
+            u = {d: 1.0 / len(b.domains) for d in b.domains}
+            target = {"train": {"steps": target_steps, "seed": b.target_seed - 1, "weights": u}}
+            ref = {**shared, "methods": ["uniform"], "lld": {}, "kl": {"sampled": {"n_samples": 0}}}
+            out.append(BenchmarkCell(c.name, "reference", u,
+                                     _spec(b, ref, f"{c.name}.reference", arch, target, {"init": "random"}, seeds[:1],
+                                           "uniform-trained reference target (calibrated Δ)"),
+                                     is_reference=True))
+    return out
+
+
+def _base_ref(b: BenchmarkSpec, c: Cell) -> dict:
+    choice = b.bases[c.base]
+    if choice.init is not None:
+        return {"init": "random"}
+    t = choice.train
+    w = truth_weights(b.domains, Truth(name="base", dirichlet=t.dirichlet, weights=t.weights))
+    return {"train": {"steps": t.steps, "seed": t.seed, "weights": w}}
+
+
+def _spec(b: BenchmarkSpec, shared: dict, name: str, arch: dict, target: dict, base: dict, seeds, what: str) -> RunSpec:
+    data = {**shared, "name": f"{b.benchmark}.{name}", "arch": arch, "target": target, "base": base, "seeds": list(seeds),
+            "description": f"{b.benchmark}: {what}"}
+    return parse_spec(data, f"benchmark {b.benchmark}, cell {name}")
+
+
+def is_benchmark_text(text: str) -> bool:
+    """A benchmark file is a YAML mapping with a top-level `benchmark:` key."""
+    try:
+        data = yaml.load(text, Loader=_NoDuplicatesLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and "benchmark" in data
+
+
+def load_benchmark(path: str | Path) -> BenchmarkSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"benchmark file {p} does not exist")
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_NoDuplicatesLoader)  # noqa: S506
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: a benchmark file is a YAML mapping")
+    try:
+        b = BenchmarkSpec.model_validate(data)
+    except ValidationError as e:
+        raise UserError(_format_error(e, str(p))) from None
+    expand(b)  # every cell's spec validates now, not halfway through the run
+    return b
+
+
+def seconds_estimate(cells: list[BenchmarkCell], step_seconds: dict[str, float]) -> float:
+    """A rough wall-time estimate (s) from a measured seconds-per-training-step at each arch's
+    n_layer·n_embd² (`step_seconds` maps "n_layer x n_embd" → s/step); unknown sizes scale by n_layer·d².
+    Counts target/base training and one run per (method, seed) at ~1.4× training (evaluation, Δ)."""
+    ref_key, ref_s = next(iter(step_seconds.items()))
+    rl, rd = (int(x) for x in ref_key.split("x"))
+    total, seen = 0.0, set()
+    for c in cells:
+        a = c.spec.arch
+        s = step_seconds.get(f"{a.n_layer}x{a.n_embd}", ref_s * (a.n_layer * a.n_embd ** 2) / (rl * rd ** 2))
+        t = c.spec.target.train
+        key = (a.n_layer, a.n_embd, t.steps, t.seed, tuple(sorted((t.weights or {}).items())))
+        if key not in seen:
+            seen.add(key)
+            total += t.steps * s
+        n_runs = len(c.spec.seeds) * len(c.spec.methods)
+        total += n_runs * c.spec.training.steps * s * 1.4
+    return total if math.isfinite(total) else math.nan
