@@ -14,5 +14,6 @@ pages = [
     st.Page("views/compare.py", title="Compare", icon=":material/bar_chart:"),
     st.Page("views/model_map.py", title="Model map", icon=":material/scatter_plot:"),
     st.Page("views/recipes.py", title="Recipes", icon=":material/download:"),
+    st.Page("views/benchmark.py", title="Benchmark", icon=":material/leaderboard:"),
 ]
 st.navigation(pages).run()

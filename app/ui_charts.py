@@ -112,3 +112,29 @@ def model_map(points: pd.DataFrame) -> alt.Chart:
         x=xs, y=ys, text="map_label:N", color=alt.value(TARGET_COLOR))
         for part, align, dx in ((named[~right], "left", 12), (named[right], "right", -12))]
     return alt.layer(paths, dots, *labels).properties(height=520).resolve_scale(strokeDash="independent")
+
+
+def recovery_ratios(df: pd.DataFrame, order: list[str]) -> alt.Chart:
+    """The recovery ratio of every (target, seed) pair per estimator (log x; a rule at 1 = uniform),
+    with each estimator's median as a tick. df: estimator, ratio, pair."""
+    base = alt.Chart(df).encode(y=alt.Y("estimator:N", sort=order, title=None))
+    points = base.mark_circle(size=40, opacity=0.5).encode(
+        x=alt.X("ratio:Q", scale=alt.Scale(type="log"), title="KL(estimate ‖ truth) / KL(uniform ‖ truth)"),
+        tooltip=["estimator", "pair", alt.Tooltip("ratio:Q", format=".3f")])
+    medians = base.mark_tick(thickness=3, size=18, color="#d62728").encode(x="median(ratio):Q")
+    one = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(strokeDash=[4, 4], color=BASE_COLOR).encode(x="x:Q")
+    return (points + medians + one).properties(height=max(200, 22 * len(order)))
+
+
+def mixture_bars(df: pd.DataFrame, series: list[str]) -> alt.Chart:
+    """Truth, uniform and chosen estimates as grouped bars per domain. df: series, domain, weight."""
+    d = df[df.series.isin(series)]
+    colors = {"truth": TARGET_COLOR, "uniform": color_of("uniform")}
+    rest = [s for s in series if s not in colors]
+    palette = ["#d62728", "#1f77b4", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b"]
+    scale = alt.Scale(domain=[s for s in series if s in colors] + rest,
+                      range=[colors[s] for s in series if s in colors] + palette[: len(rest)])
+    return alt.Chart(d).mark_bar().encode(
+        x=alt.X("domain:N", title=None), xOffset=alt.XOffset("series:N", sort=series),
+        y=alt.Y("weight:Q", title="domain weight"), color=alt.Color("series:N", scale=scale, legend=_legend("mixture")),
+        tooltip=["series", "domain", alt.Tooltip("weight:Q", format=".3f")]).properties(height=280)

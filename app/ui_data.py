@@ -4,6 +4,7 @@ cache is invalidated as soon as a job moves or a run finishes."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -195,3 +196,36 @@ def known_domains(v: str) -> list[str]:
     from lldmix_core.corpus.local import frozen_manifest
 
     return sorted(frozen_manifest()["domains"])
+
+
+RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
+
+
+def benchmark_files() -> list[str]:
+    """The benchmark files in runs/ (YAML with a top-level `benchmark:`)."""
+    from lldmix_core.benchmark.suite import is_benchmark_text
+
+    return sorted(p.name for p in RUNS_DIR.glob("*.yaml") if is_benchmark_text(p.read_text(encoding="utf-8")))
+
+
+@st.cache_data(ttl=60)
+def benchmark_results(file_name: str, v: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """(leaderboard, ratios: one row per (pair, estimator), mixtures: one row per (pair, series, domain),
+    pairs expected) for runs/<file_name>, from what is finished in the database."""
+    from lldmix_core.benchmark.leaderboard import collect, leaderboard
+    from lldmix_core.benchmark.suite import expand, load_benchmark
+
+    cells = expand(load_benchmark(RUNS_DIR / file_name))
+    pairs = collect(store(), cells)
+    board = pd.DataFrame([dataclasses.asdict(r) for r in leaderboard(pairs)])
+    ratios, mixes = [], []
+    for p in pairs:
+        pair = f"{p.cell} · {p.truth} · seed {p.seed}"
+        for n, r in p.ratios.items():
+            ratios.append({"pair": pair, "cell": p.cell, "truth": p.truth, "seed": p.seed, "estimator": n, "ratio": r})
+        series = {"truth": p.truth_weights, "uniform": [1 / len(p.domains)] * len(p.domains), **p.estimates}
+        for name, w in series.items():
+            for d, x in zip(p.domains, w):
+                mixes.append({"pair": pair, "series": name, "domain": d, "weight": float(x)})
+    expected = sum(len(c.spec.seeds) for c in cells if not c.is_reference)
+    return board, pd.DataFrame(ratios), pd.DataFrame(mixes), expected

@@ -382,6 +382,8 @@ def results(
     out: Path = typer.Option(..., "--out", help="Markdown file to write, e.g. docs/RESULTS.md."),
     agreement_samples: int = typer.Option(128, "--agreement-samples", min=0,
                                           help="Draws per final model for the map-pair agreement (0: skip)."),
+    only_finished: bool = typer.Option(False, "--only-finished",
+                                       help="Benchmark files: write what is finished in the database, run nothing."),
 ):
     """Run a spec (finished work is found in the database) and write its results document: sampled and
     model-map KL per seed, paired intervals against uniform, weight recovery, the estimators'
@@ -392,10 +394,12 @@ def results(
     from lldmix_core.results_doc import render_results
     from lldmix_core.spec import load_spec
 
-    spec = load_spec(spec_path)
-    check_plausible(spec, str(spec_path))
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    if _is_benchmark(spec_path):
+        return _benchmark_results(spec_path, out, run_first=not only_finished)
+    spec = load_spec(spec_path)
+    check_plausible(spec, str(spec_path))
     outcome, store, s = _execute(spec, spec_path)
     pairs = []
     if agreement_samples >= 2:
@@ -411,6 +415,23 @@ def results(
                          trajectories=agreement.along_trajectories(store, outcome))
     atomic_write_bytes(out, doc.encode())
     typer.echo(f"results: wrote {out}")
+
+
+def _benchmark_results(path: Path, out: Path, *, run_first: bool) -> None:
+    """A benchmark's leaderboard document, after running what is missing (unless only finished work)."""
+    from lldmix_core.atomic import atomic_write_bytes
+    from lldmix_core.benchmark.leaderboard import collect
+    from lldmix_core.benchmark.report import render
+    from lldmix_core.benchmark.suite import expand, load_benchmark
+
+    if run_first:
+        _run_benchmark(path, dry_run=False, no_mlflow=False)
+    b = load_benchmark(path)
+    cells = expand(b)
+    pairs = collect(_store(), cells)
+    flag = " --only-finished" if not run_first else ""
+    atomic_write_bytes(out, render(b, cells, pairs, f"lldmix results {path} --out {out}{flag}").encode())
+    typer.echo(f"results: wrote {out} ({len(pairs)} pairs)")
 
 
 def _check_corpus_files(spec, settings) -> None:

@@ -59,3 +59,13 @@ def smoke_home(tmp_path_factory) -> Path:
     run_cli("db", "upgrade", env=env)
     run_cli("run", "runs/smoke.yaml", env=env)
     return h
+
+
+@pytest.fixture(scope="session")
+def recovery_smoke_home(tmp_path_factory) -> Path:
+    """LLDMIX_HOME holding the finished smoke-size recovery benchmark (runs/recovery-smoke.yaml)."""
+    h = tmp_path_factory.mktemp("recovery-smoke") / "home"
+    env = {"LLDMIX_HOME": str(h), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    run_cli("db", "upgrade", env=env)
+    run_cli("run", "runs/recovery-smoke.yaml", env=env)
+    return h

@@ -310,3 +310,27 @@ def test_compare_shows_truth_beside_estimates_and_sampled_kl_pairs(app):
         table.loc["adjusted-lld", "sampled KL (bits/byte)"] - table.loc["uniform", "sampled KL (bits/byte)"], abs=2e-4)
     assert table.loc["uniform", "− uniform (bits/byte)"] == "reference"
     assert not table.astype(str).isin(["None", "nan"]).any().any()  # the reference row shows dashes, not "None"
+
+
+def test_benchmark_page_shows_the_leaderboard_ratios_and_mixtures(recovery_smoke_home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LLDMIX_HOME", str(recovery_smoke_home))
+    monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at = _page(at, "views/benchmark.py")
+    assert at.selectbox[0].value == "recovery-smoke.yaml"
+    assert "6 of 6 (target, seed) pairs finished" in at.caption[0].value
+    board = at.dataframe[0].value
+    assert len(board) == 16 and "paper" in board.estimator.tolist()
+    assert list(board["median"]) == sorted(board["median"])  # best first
+    specs = _chart_specs(at)
+    ratios, bars = specs[0], specs[1]
+    points = [r for r in ratios["_rows"] if "estimator" in r]  # (the other layer is the rule at 1)
+    assert len(points) == 6 * 16 and all(r["ratio"] >= 0 for r in points)
+    shown = {r["series"] for r in bars["_rows"]}
+    assert {"truth", "uniform", "paper"} <= shown
+    truth = [r["weight"] for r in bars["_rows"] if r["series"] == "truth"]
+    assert len(truth) == 9 and abs(sum(truth) - 1) < 1e-6

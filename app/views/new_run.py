@@ -159,7 +159,7 @@ with tab_build:
         start(spec_yaml)
 
 with tab_file:
-    files = sorted(p.name for p in RUNS_DIR.glob("*.yaml"))
+    files = sorted(p.name for p in RUNS_DIR.glob("*.yaml") if p.name not in data.benchmark_files())  # specs only
     chosen = st.selectbox("Spec in runs/", files, index=files.index("smoke.yaml") if "smoke.yaml" in files else 0)
     text = (RUNS_DIR / chosen).read_text(encoding="utf-8") if chosen else ""
     st.code(text, language="yaml")

@@ -34,6 +34,7 @@ def describe_benchmark(b: BenchmarkSpec, cells: list[BenchmarkCell], store=None)
         lines.append(f"    {s.name:<40} {a.n_layer}×{a.n_embd}, target {t.steps} steps, base {s.training.steps} steps, "
                      f"{base}, seeds {list(s.seeds)}, methods {list(s.methods)}{state}")
     est = seconds_estimate(cells, STEP_SECONDS)
-    lines.append(f"  estimated wall time on 2 CPU cores, nothing cached: ≈ {est / 60:.0f} min "
+    when = f"{est / 60:.0f} min" if est >= 120 else f"{est:.0f} s"
+    lines.append(f"  estimated wall time on 2 CPU cores, nothing cached: ≈ {when} "
                  f"(training steps at {STEP_SECONDS} s/step × 1.4 for evaluation; finished cells cost nothing)")
     return "\n".join(lines)

@@ -161,6 +161,7 @@ class BenchmarkCell:
     weights: dict[str, float]  # the target's true mixture
     spec: RunSpec
     is_reference: bool = False
+    reference: str | None = None  # the spec name of the uniform-trained reference of this (size, target steps)
 
 
 def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
@@ -170,10 +171,11 @@ def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
     steps = int(shared.get("training", {}).get("steps", 0) or 0)
     if steps < 1:
         raise UserError("spec.training.steps: required (the base runs' steps)")
-    out, refs_done = [], set()
+    out, refs_done = [], {}
     for c in b.cells:
         arch = b.sizes[c.size].model_dump(mode="json", exclude_none=True)
         target_steps = max(1, int(round(c.target_ratio * steps)))
+        ref_name = refs_done.get((c.size, target_steps), f"{b.benchmark}.{c.name}.reference") if b.reference else None
         base = _base_ref(b, c)
         cell_shared = {**shared, **c.spec}
         seeds = list(c.seeds) if c.seeds is not None else cell_shared.get("seeds", [0])
@@ -183,9 +185,9 @@ def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
             i = [x.name for x in b.truths].index(t.name)
             target = {"train": {"steps": target_steps, "seed": b.target_seed + i, "weights": w}}
             out.append(BenchmarkCell(c.name, t.name, w, _spec(b, cell_shared, f"{c.name}.{t.name}", arch, target, base, seeds,
-                                                              f"truth {t.name}, cell {c.name}")))
+                                                              f"truth {t.name}, cell {c.name}"), reference=ref_name))
         if b.reference and (c.size, target_steps) not in refs_done:
-            refs_done.add((c.size, target_steps))
+            refs_done[(c.size, target_steps)] = ref_name
             u = {d: 1.0 / len(b.domains) for d in b.domains}
             target = {"train": {"steps": target_steps, "seed": b.target_seed - 1, "weights": u}}
             ref = {**shared, "methods": ["uniform"], "lld": {}, "kl": {"sampled": {"n_samples": 0}}}

@@ -1,0 +1,39 @@
+"""Benchmark: which mixture estimator recovers a known target mixture best (runs/recovery.yaml).
+The leaderboard, every pair's recovery ratio per estimator, and per pair the truth, uniform and the
+estimates as bars. Same numbers as `lldmix results runs/recovery.yaml --out FILE`."""
+
+import streamlit as st
+
+import ui_charts as charts
+import ui_data as data
+
+st.title("Recovery benchmark")
+files = data.benchmark_files()
+if not files:
+    st.info("No benchmark file in runs/ (a YAML with a top-level `benchmark:` key, e.g. runs/recovery.yaml).")
+    st.stop()
+chosen = st.selectbox("Benchmark file in runs/", files)
+board, ratios, mixes, expected = data.benchmark_results(chosen, data.version())
+if board.empty:
+    st.info(f"No finished pass 1 of {chosen} in the database yet: `lldmix run runs/{chosen}` runs it "
+            "(or queue its cells' specs).")
+    st.stop()
+n_pairs = ratios["pair"].nunique()
+st.caption(f"{n_pairs} of {expected} (target, seed) pairs finished. Recovery ratio = KL(estimate ‖ truth) / "
+           "KL(uniform ‖ truth) in nats/nats: below 1 the estimate is closer to the truth than uniform. Every "
+           "estimator is computed from the same pass 1 (iterative-LLD at τ = 1).")
+table = board.assign(
+    median_ci95=board.median_ci95.map(lambda c: f"[{c[0]:.2f}, {c[1]:.2f}]"),
+    below_1=board.fraction_below_1.map(lambda f: f"{f:.0%}"),
+    beats_paper=board.beats_paper.map(lambda f: "—" if f != f else f"{f:.0%}"),
+)[["estimator", "family", "n", "median", "median_ci95", "below_1", "beats_paper", "meets_goal", "description"]]
+st.subheader("Leaderboard")
+st.dataframe(table, hide_index=True, column_config={"median": st.column_config.NumberColumn("median ratio", format="%.3f")})
+st.subheader("Ratio per pair")
+st.altair_chart(charts.recovery_ratios(ratios, board.estimator.tolist()), width="stretch")
+st.subheader("Truth, uniform and estimates")
+pair = st.selectbox("Pair (cell · truth · seed)", sorted(ratios["pair"].unique()))
+default = ["truth", "uniform", "paper"] + [e for e in board.estimator.tolist() if e != "paper"][:1]
+series = st.multiselect("Show", ["truth", "uniform"] + board.estimator.tolist(), default=default)
+st.altair_chart(charts.mixture_bars(mixes[mixes.pair == pair], series), width="stretch")
+st.dataframe(ratios[ratios.pair == pair][["estimator", "ratio"]].sort_values("ratio"), hide_index=True)

@@ -1,0 +1,167 @@
+"""The recovery benchmark's results, read from the database: for every (cell, truth, seed) the pass 1
+that lldmix ran, every estimator's mixture from it, and its recovery ratio
+KL(estimate ‖ truth) / KL(uniform ‖ truth) (nats / nats; < 1: closer to the truth than uniform).
+Then the leaderboard: per estimator, the median ratio over the pairs with a distribution-free 95 %
+interval, the fraction of pairs below 1 (Wilson interval), and how often it beats the paper's
+aggregated-LLD on the same pair. The math is mathcore's; this module only gathers the inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lldmix_core import mathcore as mc
+from lldmix_core.benchmark.estimators import ESTIMATORS, PAPER, Pass1, estimate_all
+from lldmix_core.benchmark.suite import BenchmarkCell
+from lldmix_core.methods import METHODS
+
+PASS1 = next(n for n, m in METHODS.items() if m.mixture == "lld")  # iterative-LLD: the pass that stores Δ_t
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """One (cell, truth, seed): the truth, every estimator's mixture and recovery ratio."""
+
+    cell: str
+    truth: str
+    seed: int
+    run_id: int
+    domains: tuple[str, ...]
+    truth_weights: np.ndarray  # [K]
+    kl_uniform_nats: float  # KL(uniform ‖ truth)
+    estimates: dict[str, np.ndarray]  # estimator -> [K]
+    ratios: dict[str, float]  # estimator -> KL(estimate ‖ truth) / KL(uniform ‖ truth)
+    git_commit: str | None
+    corpus_hash: str
+    settings: dict  # size, target steps, base steps, base kind: what the cell varies
+
+
+@dataclass(frozen=True)
+class LeaderRow:
+    estimator: str
+    family: str
+    description: str
+    n: int
+    median: float
+    median_ci95: tuple[float, float]
+    fraction_below_1: float
+    fraction_below_1_ci95: tuple[float, float]
+    beats_paper: float  # fraction of pairs with a ratio below the paper's on the same pair
+    meets_goal: bool  # median ≤ 0.5 and < 1 on ≥ 90 % of pairs (issue 13)
+
+
+def _parent(store, spec):
+    for r in store.list_runs(spec_hash=spec.spec_hash):
+        if r.method == "spec" and r.parent_id is None:
+            return r
+    return None
+
+
+def domain_logliks(store, model_id: int, corpus_id: int, domains, unit: str) -> np.ndarray | None:
+    """ℓ_k [K] of a model on the corpus (nats/token or nats/byte), from the stored domain sums."""
+    rows = {r.domain: r for r in store.get_domain_logliks(model_id, corpus_id)}
+    if not all(d in rows for d in domains):
+        return None
+    return np.array([rows[d].nats_per_token if unit == "token" else rows[d].nats_per_byte for d in domains])
+
+
+def _reference_logliks(store, cells: list[BenchmarkCell], name: str | None, corpus_id: int, domains, unit: str):
+    ref = next((c for c in cells if c.is_reference and c.spec.name == name), None)
+    if ref is None:
+        return None
+    parent = _parent(store, ref.spec)
+    if parent is None:
+        return None
+    runs = [r for r in store.list_runs(parent_id=parent.id) if r.target_model_id is not None]
+    if not runs:
+        return None
+    return domain_logliks(store, runs[0].target_model_id, corpus_id, domains, unit)
+
+
+def pass1_of(store, run, spec, domains, l_target=None, l_reference=None) -> Pass1 | None:
+    """The stored Δ_t (and G_t) of an iterative-LLD run as a Pass1, or None when it stored none."""
+    K = len(domains)
+    delta, gram = {}, {}
+    for m in store.get_metrics(run.id):
+        key, step = m["key"], m["step"]
+        if key.startswith("delta/"):
+            delta.setdefault(step, {})[key[6:]] = m["value"]
+        elif key.startswith("gram/"):
+            i, j = (int(x) for x in key[5:].split("/"))
+            gram.setdefault(step, np.full((K, K), np.nan))[i, j] = m["value"]
+    steps = sorted(s for s, d in delta.items() if len(d) == K)
+    if not steps:
+        return None
+    D = np.array([[delta[s][d] for d in domains] for s in steps])
+    G = np.array([gram[s] for s in steps]) if all(s in gram for s in steps) else None
+    if G is not None and not np.all(np.isfinite(G)):
+        G = None
+    prior = np.full(K, 1.0 / K)
+    if spec.lld.prior:
+        prior = np.array([spec.lld.prior.get(d, 0.0) for d in domains])
+    return Pass1(np.array(steps), spec.training.steps, D, float(run.tau if run.tau is not None else 1.0), prior,
+                 G, l_target, l_reference)
+
+
+def collect(store, cells: list[BenchmarkCell]) -> list[PairResult]:
+    """Every finished pass 1 of the benchmark's cells, with every estimator's mixture and ratio."""
+    out = []
+    for c in cells:
+        if c.is_reference:
+            continue
+        parent = _parent(store, c.spec)
+        if parent is None:
+            continue
+        for run in store.list_runs(parent_id=parent.id):
+            if run.method != PASS1 or run.status != "finished":
+                continue
+            corpus = store.get_corpus(run.corpus_id)
+            domains = corpus.domains
+            unit = c.spec.lld.unit
+            l_t = domain_logliks(store, run.target_model_id, corpus.id, domains, unit)
+            l_r = _reference_logliks(store, cells, c.reference, corpus.id, domains, unit)
+            p = pass1_of(store, run, c.spec, domains, l_t, l_r)
+            if p is None:
+                continue
+            truth = np.array([c.weights[d] for d in domains])
+            est = estimate_all(p)
+            ratios = {n: mc.recovery_ratio(w, truth) for n, w in est.items()}
+            t = c.spec.target.train
+            settings = {"size": f"{c.spec.arch.n_layer}x{c.spec.arch.n_embd}", "target_steps": t.steps,
+                        "base_steps": c.spec.training.steps,
+                        "base": "random" if c.spec.base.init else f"pretrained {c.spec.base.train.steps} steps"}
+            out.append(PairResult(c.cell, c.truth, run.seed, run.id, domains, truth,
+                                  float(mc.kl_categorical(np.full(len(truth), 1 / len(truth)), truth)), est, ratios,
+                                  run.git_commit, corpus.content_hash, settings))
+    return out
+
+
+def leaderboard(pairs: list[PairResult]) -> list[LeaderRow]:
+    """One row per estimator computed on every pair, best median ratio first; the paper's row included."""
+    rows = []
+    for name, e in ESTIMATORS.items():
+        have = [p for p in pairs if name in p.ratios]
+        if not have or len(have) < len(pairs):
+            continue  # an estimator compared on fewer pairs would not be comparable
+        r = np.array([p.ratios[name] for p in have])
+        paper = np.array([p.ratios[PAPER] for p in have])
+        s = mc.recovery_summary(r)
+        rows.append(LeaderRow(name, e.family, e.description, s["n"], s["median"], s["median_ci95"],
+                              s["fraction_below_1"], s["fraction_below_1_ci95"],
+                              float(np.mean(r < paper)) if name != PAPER else float("nan"), s["meets_goal"]))
+    return sorted(rows, key=lambda x: x.median)
+
+
+def by_group(pairs: list[PairResult], key) -> dict[str, dict[str, float]]:
+    """Median ratio per estimator within each group of pairs (`key(pair)` → group label)."""
+    groups: dict[str, list[PairResult]] = {}
+    for p in pairs:
+        groups.setdefault(key(p), []).append(p)
+    return {g: {n: float(np.median([p.ratios[n] for p in ps])) for n in ps[0].ratios if all(n in p.ratios for p in ps)}
+            for g, ps in groups.items()}
+
+
+def skew_label(kl_uniform_nats: float) -> str:
+    """The truth's skew by its distance from uniform: mild < 0.05 ≤ medium < 0.3 ≤ strong (nats)."""
+    return "mild" if kl_uniform_nats < 0.05 else "medium" if kl_uniform_nats < 0.3 else "strong"

@@ -1,0 +1,166 @@
+"""The recovery benchmark's file and its estimators (pure): expansion into specs, the truths, and every
+estimator against a closed form or an invariant."""
+
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from lldmix_core import mathcore as mc
+from lldmix_core.benchmark.estimators import ESTIMATORS, PAPER, Pass1, estimate_all
+from lldmix_core.benchmark.leaderboard import PairResult, leaderboard
+from lldmix_core.benchmark.suite import expand, kl_uniform_to, load_benchmark, truth_weights, Truth, Dirichlet
+from lldmix_core.errors import UserError
+from conftest import ROOT
+
+DOMAINS = ("C++", "Cython", "JSON", "Legal", "Markdown", "Math", "PyDocs", "Python", "READMEs")
+
+
+def test_recovery_file_expands_into_valid_specs_with_one_reference_per_budget():
+    b = load_benchmark(ROOT / "runs" / "recovery.yaml")
+    cells = expand(b)
+    targets = [c for c in cells if not c.is_reference]
+    refs = [c for c in cells if c.is_reference]
+    assert len(targets) >= 6 * 2 and len({c.truth for c in targets}) >= 7  # ≥ 6 Dirichlet truths + paper style
+    assert all(len(c.spec.seeds) >= 2 for c in targets)
+    # one reference per distinct (size, target steps); every target cell points at the one of its budget
+    budgets = {(c.spec.arch.n_embd, c.spec.target.train.steps) for c in targets}
+    assert len(refs) == len(budgets)
+    by_name = {r.spec.name: r for r in refs}
+    for c in targets:
+        r = by_name[c.reference]
+        assert (r.spec.arch, r.spec.target.train.steps) == (c.spec.arch, c.spec.target.train.steps)
+        assert r.spec.target.train.weights == {d: pytest.approx(1 / 9) for d in DOMAINS}
+    # names are unique and every spec hash differs (each cell is its own resumable spec)
+    assert len({c.spec.name for c in cells}) == len(cells) == len({c.spec.spec_hash for c in cells})
+    # the target steps follow the ratio; a pretrained cell trains its base first
+    ratios = {c.spec.target.train.steps / c.spec.training.steps for c in targets}
+    assert {1.0, 2.0} <= ratios
+    assert any(c.spec.base.train is not None for c in targets)
+
+
+def test_truths_are_the_seeded_dirichlet_draws_times_multipliers():
+    t = Truth(name="x", dirichlet=Dirichlet(concentration=5.0, seed=7), multipliers={"Python": 2.0, "C++": 2.0})
+    w = truth_weights(DOMAINS, t)
+    raw = np.random.default_rng(7).dirichlet(np.full(9, 5.0))
+    raw[[0, 7]] *= 2.0
+    expected = raw / raw.sum()
+    assert sum(w.values()) == pytest.approx(1.0, abs=1e-12)
+    assert np.allclose([w[d] for d in DOMAINS], expected, atol=2e-6)
+    u = {d: 1 / 9 for d in DOMAINS}
+    assert kl_uniform_to(u) == pytest.approx(0.0, abs=1e-12)
+    assert kl_uniform_to(w) == pytest.approx(float(np.sum(np.log((1 / 9) / expected)) / 9), rel=1e-4)
+
+
+def _write(tmp_path, mutate):
+    d = yaml.safe_load((ROOT / "runs" / "recovery-smoke.yaml").read_text())
+    mutate(d)
+    p = tmp_path / "b.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+@pytest.mark.parametrize("mutate, says", [
+    (lambda d: d["cells"][0].update(size="XL"), "cells.XS-r1.size"),
+    (lambda d: d["cells"][0].update(truths=["nope"]), "unknown ['nope']"),
+    (lambda d: d["spec"].update(name="x"), "spec.name"),
+    (lambda d: d["spec"]["training"].update(steps=0), "training.steps"),
+    (lambda d: d["truths"][0].update(weights={"C++": 1.0}), "exactly one of dirichlet, weights"),
+])
+def test_bad_benchmark_files_name_the_field(tmp_path, mutate, says):
+    with pytest.raises(UserError) as e:
+        load_benchmark(_write(tmp_path, mutate))
+    assert says in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ estimators
+def _pass1(rng, S=8, K=5, gram=True, T=300):
+    steps = np.array(sorted(rng.choice(np.arange(T), size=S, replace=False)))
+    delta = rng.normal(0, 0.3, size=(S, K))
+    G = None
+    if gram:
+        J = rng.normal(size=(S, K, 3 * K))
+        G = np.einsum("skp,sjp->skj", J, J)
+    return Pass1(steps, T, delta, 1.0, np.full(K, 1 / K), G, rng.normal(-2, 0.2, K), rng.normal(-2, 0.2, K))
+
+
+def test_every_estimator_returns_a_mixture_on_the_simplex():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        est = estimate_all(_pass1(rng))
+        assert set(est) == set(ESTIMATORS)
+        for name, w in est.items():
+            assert w.shape == (5,) and np.all(w >= 0) and abs(w.sum() - 1) < 1e-9, name
+
+
+def test_paper_estimator_is_the_geometric_mean_of_the_per_step_softmax():
+    rng = np.random.default_rng(1)
+    p = _pass1(rng)
+    W = np.exp(p.delta / p.tau) / np.exp(p.delta / p.tau).sum(axis=1, keepdims=True)
+    g = np.exp(np.log(W).mean(axis=0))
+    assert np.allclose(ESTIMATORS[PAPER].fn(p), g / g.sum(), atol=1e-12)
+
+
+def test_a_constant_delta_makes_every_aggregation_give_its_softmax():
+    d = np.array([0.3, -0.1, 0.0, 0.5])
+    p = Pass1(np.array([0, 10, 50, 100, 200]), 300, np.tile(d, (5, 1)), 0.7, np.full(4, 0.25))
+    expected = np.exp(d / 0.7) / np.exp(d / 0.7).sum()
+    for name in ("paper", "arithmetic", "progress", "tokens", "late50", "last", "two-stage"):
+        assert np.allclose(ESTIMATORS[name].fn(p), expected, atol=1e-12), name
+
+
+def test_late50_uses_only_the_second_half_and_last_only_the_last_step():
+    rng = np.random.default_rng(2)
+    p = _pass1(rng, S=6, gram=False)
+    late = p.steps >= 150
+    W = p.weights()
+    g = np.exp(np.log(W[late]).mean(axis=0))
+    assert np.allclose(ESTIMATORS["late50"].fn(p), g / g.sum(), atol=1e-12)
+    assert np.allclose(ESTIMATORS["last"].fn(p), W[-1])
+
+
+def test_auto_range_uses_each_steps_own_spread():
+    p = Pass1(np.array([0, 100]), 200, np.array([[0.0, 2.0], [0.0, 0.5]]), 1.0, np.full(2, 0.5))
+    # τ_t = range(Δ_t): each step's weights are softmax([0, 1]); their geometric mean is that too
+    s = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
+    assert np.allclose(ESTIMATORS["auto-range"].fn(p), s, atol=1e-12)
+
+
+def test_adjusted_with_an_identity_gram_is_plain_lld_at_a_slightly_higher_tau():
+    d = np.array([[0.2, -0.3, 0.1], [0.4, 0.0, -0.2]])
+    p = Pass1(np.array([0, 100]), 200, d, 1.0, np.full(3, 1 / 3), np.stack([5.0 * np.eye(3)] * 2))
+    # (G/(tr G/K) + 1e-3 I)⁻¹ Δ = Δ / (1 + 1e-3)
+    x = d / 1.001
+    W = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    g = np.exp(np.log(W).mean(axis=0))
+    assert np.allclose(ESTIMATORS["adjusted"].fn(p), g / g.sum(), atol=1e-12)
+    # the conditioned solves rescale by (1 + λ): with G = c·I their scores are Δ itself, τ its range
+    for name in ("adj-gcv", "adj-maxeig", "adj-diag"):
+        W = np.array([np.exp(r / np.ptp(r)) / np.exp(r / np.ptp(r)).sum() for r in d])
+        g = np.exp(np.log(W).mean(axis=0))
+        assert np.allclose(ESTIMATORS[name].fn(p), g / g.sum(), atol=1e-9), name
+
+
+def test_calibrated_ignores_the_base_and_recovers_a_planted_log_mixture():
+    truth = np.array([0.5, 0.2, 0.2, 0.1])
+    l_ref = np.array([-2.0, -1.5, -3.0, -2.5])
+    l_target = l_ref + np.log(truth) - np.log(truth).mean()  # the target beats the reference by log α
+    rng = np.random.default_rng(3)
+    p = Pass1(np.array([0, 10, 100]), 200, rng.normal(size=(3, 4)), 1.0, np.full(4, 0.25), None, l_target, l_ref)
+    assert np.allclose(ESTIMATORS["calibrated"].fn(p), truth, atol=1e-12)
+    assert mc.recovery_ratio(ESTIMATORS["calibrated"].fn(p), truth) == pytest.approx(0.0, abs=1e-12)
+    assert not ESTIMATORS["calibrated"].available(Pass1(p.steps, 200, p.delta, 1.0, p.prior))
+
+
+def test_leaderboard_ranks_by_median_and_counts_wins_against_the_paper():
+    def pair(i, ratios):
+        return PairResult("c", f"t{i}", 0, i, ("a", "b"), np.array([0.6, 0.4]), 0.02, {}, ratios, "abc", "h", {})
+    pairs = [pair(i, {n: (0.5 if n == "late50" else 2.0 if n == "auto-std" else 1.0) + 0.01 * i for n in ESTIMATORS})
+             for i in range(5)]
+    rows = leaderboard(pairs)
+    assert rows[0].estimator == "late50" and rows[0].median == pytest.approx(0.52)
+    assert rows[0].beats_paper == 1.0 and rows[-1].estimator == "auto-std" and rows[-1].beats_paper == 0.0
+    assert rows[0].fraction_below_1 == 1.0 and rows[0].meets_goal is False  # median 0.52 > 0.5
+    paper = next(r for r in rows if r.estimator == PAPER)
+    assert math.isnan(paper.beats_paper) and paper.n == 5
