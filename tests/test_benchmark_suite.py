@@ -155,7 +155,7 @@ def test_calibrated_ignores_the_base_and_recovers_a_planted_log_mixture():
 
 def test_leaderboard_ranks_by_median_and_counts_wins_against_the_paper():
     def pair(i, ratios):
-        return PairResult("c", f"t{i}", 0, i, ("a", "b"), np.array([0.6, 0.4]), 0.02, {}, ratios, "abc", "h", {})
+        return PairResult("c", f"t{i}", 0, i, ("a", "b"), np.array([0.6, 0.4]), 0.02, {}, ratios, "abc", "h", {}, {})
     pairs = [pair(i, {n: (0.5 if n == "late50" else 2.0 if n == "auto-std" else 1.0) + 0.01 * i for n in ESTIMATORS})
              for i in range(5)]
     rows = leaderboard(pairs)

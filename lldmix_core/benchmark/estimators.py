@@ -79,6 +79,20 @@ def _adjusted(normalisation: str | None, ridge, auto_tau: bool):
     return fn
 
 
+def conditioning(p: Pass1, normalisation: str, ridge) -> dict[str, float]:
+    """What an adjusted variant's solves used, median over pass 1's steps: the ridge λ and the
+    condition numbers (2-norm) of the normalised Gram with and without it."""
+    solves = [mc.conditioned_gram_solve(G, d, normalisation, ridge) for d, G in zip(p.delta, p.gram)]
+    return {"ridge": float(np.median([s.ridge for s in solves])),
+            "condition_number": float(np.median([s.condition_number for s in solves])),
+            "condition_number_unridged": float(np.median([s.condition_number_unridged for s in solves]))}
+
+
+# the conditioned solve behind each adjusted variant (the paper's is trace-normalised with λ = 1e-3)
+CONDITIONING = {"adjusted": ("trace", 1e-3), "adj-gcv": ("trace", "gcv"), "adj-maxeig": ("trace", "max-eig"),
+                "adj-diag": ("diagonal", "gcv")}
+
+
 def _calibrated(auto_tau: bool):
     def fn(p: Pass1) -> np.ndarray:
         d = mc.calibrated_delta(p.l_target, p.l_reference)

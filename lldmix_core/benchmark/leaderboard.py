@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lldmix_core import mathcore as mc
-from lldmix_core.benchmark.estimators import ESTIMATORS, PAPER, Pass1, estimate_all
+from lldmix_core.benchmark.estimators import CONDITIONING, ESTIMATORS, PAPER, Pass1, conditioning, estimate_all
 from lldmix_core.benchmark.suite import BenchmarkCell
 from lldmix_core.methods import METHODS
 
@@ -35,6 +35,7 @@ class PairResult:
     git_commit: str | None
     corpus_hash: str
     settings: dict  # size, target steps, base steps, base kind: what the cell varies
+    conditioning: dict  # adjusted variant -> {ridge, condition_number, condition_number_unridged} (medians over steps)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def collect(store, cells: list[BenchmarkCell]) -> list[PairResult]:
                         "base": "random" if c.spec.base.init else f"pretrained {c.spec.base.train.steps} steps"}
             out.append(PairResult(c.cell, c.truth, run.seed, run.id, domains, truth,
                                   float(mc.kl_categorical(np.full(len(truth), 1 / len(truth)), truth)), est, ratios,
-                                  run.git_commit, corpus.content_hash, settings))
+                                  run.git_commit, corpus.content_hash, settings,
+                                  {n: conditioning(p, *CONDITIONING[n]) for n in est if n in CONDITIONING}))
     return out
 
 

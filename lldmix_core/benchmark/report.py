@@ -87,6 +87,15 @@ def render(b: BenchmarkSpec, cells: list[BenchmarkCell], pairs: list[PairResult]
         for g, med in groups.items():
             n = sum(1 for p in pairs if key(p) == g)
             L.append(f"| {g} | {n} | " + " | ".join(f"{med.get(s, float('nan')):.3f}" for s in shown) + " |")
+    cond = [n for n in ESTIMATORS if all(n in p.conditioning for p in pairs)] if pairs else []
+    if cond:
+        L += ["", "## Adjusted variants: the Gram systems they solved", "",
+              "Median over pass 1's schedule steps, then over pairs. Condition numbers are λ_max/λ_min of the "
+              "normalised Gram (mean eigenvalue 1) with the ridge, and without it.", "",
+              "| estimator | ridge λ | condition number | without ridge |", "|---|---|---|---|"]
+        for n in cond:
+            med = {k: float(np.median([p.conditioning[n][k] for p in pairs])) for k in pairs[0].conditioning[n]}
+            L.append(f"| `{n}` | {med['ridge']:.3g} | {med['condition_number']:.3g} | {med['condition_number_unridged']:.3g} |")
     settings = {p.cell: p.settings for p in pairs}
     if settings:
         L += ["", "Cells: " + "; ".join(f"`{c}` = {s['size']}, target {s['target_steps']} steps, base {s['base_steps']} "
