@@ -463,11 +463,19 @@ def worker(
 
 @app.command("enqueue")
 def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML).")):
-    """Put a spec in the queue for a worker."""
+    """Put a spec in the queue for a worker; a benchmark file queues one job per cell (several
+    workers then run the cells in parallel, sharing targets and references through the database)."""
     from lldmix_core.queue import enqueue_spec
 
     if not spec_path.is_file():
         raise UserError(f"run spec {spec_path} does not exist")
+    if _is_benchmark(spec_path):
+        from lldmix_core.benchmark.suite import expand, load_benchmark
+
+        store = _store()
+        for c in expand(load_benchmark(spec_path)):
+            typer.echo(f"queued job {enqueue_spec(store, c.spec.to_yaml())} ({c.spec.name})")
+        return
     typer.echo(f"queued job {enqueue_spec(_store(), spec_path.read_text(encoding='utf-8'))}")
 
 

@@ -10,9 +10,11 @@ import torch
 
 from lldmix_core import mathcore as mc
 from lldmix_core.errors import UserError
+from lldmix_core.estimators import CONDITIONING, ESTIMATORS, conditioning
 from lldmix_core.gram import exact_gram, sketched_gram
 from lldmix_core.methods import METHODS, tau_text
 from lldmix_core.models import LanguageModel
+from lldmix_core.pass1 import pass1_of
 from lldmix_core.plan import is_inf
 from lldmix_core.prepare import PreparedCorpus, mixture
 from lldmix_core.spec import RunSpec
@@ -77,10 +79,24 @@ class LLDStages:
             raise UserError(f"{AGGREGATED} needs a finished {pass1_method} run (pass 1) with the same seed")
         per_step = self.store.get_weights(pass1[0].id)
         schedule = [s for s in mc.lld_schedule(spec.training.steps) if s in per_step]
-        W = np.array([[per_step[s][d] for d in corpus.domains] for s in schedule])
-        agg = mc.aggregate_geometric(W) if spec.lld.aggregation == "geometric" else mc.aggregate_arithmetic(W)
+        name = spec.lld.aggregation
+        extra = {}
+        if name in ("geometric", "arithmetic"):
+            W = np.array([[per_step[s][d] for d in corpus.domains] for s in schedule])
+            agg = mc.aggregate_geometric(W) if name == "geometric" else mc.aggregate_arithmetic(W)
+        else:  # a registry estimator, from pass 1's stored Δ_t (and G_t)
+            est = ESTIMATORS[name]
+            p = pass1_of(self.store, pass1[0], spec, corpus.domains)
+            if p is None or not est.available(p):
+                raise UserError(f"lld.aggregation {name}: pass 1 (run {pass1[0].id}) stored no Δ_t"
+                                + ("/G_t" if "gram" in est.needs else "") + " (it was made by an older lldmix or "
+                                "without lld.record_gram); give the spec a new name to rerun pass 1")
+            agg = est.fn(p)
+            extra = {"estimator": name, "estimator_description": est.description}
+            if name in CONDITIONING:
+                extra["gram_conditioning"] = conditioning(p, *CONDITIONING[name])
         target = self.store.get_run(pass1[0].id)
-        provenance = {
+        provenance = {**extra, 
             "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
             "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
             "aggregation": spec.lld.aggregation, "method": AGGREGATED, "seed": seed,

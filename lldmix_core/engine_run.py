@@ -163,7 +163,7 @@ class Evaluator:
                lm: LanguageModel) -> None:
         """The weights in force from `step` on, the model's per-domain log-likelihoods, the metrics.
         At an iterative run's schedule steps also Δ_t (and G_t under lld.record_gram) in the store's
-        run_metrics: the benchmark's estimator variants are functions of them (benchmark/estimators.py)."""
+        run_metrics: the benchmark's estimator variants are functions of them (lldmix_core/estimators.py)."""
         ctx, run = self.ctx, self.run
         domains = ctx.corpus.domains
         self.engine.store.save_weights(run.run_id, step, dict(zip(domains, map(float, used))),

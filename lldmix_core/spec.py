@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lldmix_core.errors import UserError
+from lldmix_core.estimators import ESTIMATORS
 from lldmix_core.limits import MAX_DESCRIPTION_CHARS, MAX_SEED
 from lldmix_core.methods import METHODS as REGISTRY
 
@@ -156,7 +157,10 @@ class LLDSpec(_Strict):
     tau: Tau | tuple[Tau, ...] = 1.0  # a list sweeps τ (Table 2); .inf means uniform
     unit: Literal["token", "byte"] = "token"  # Δ in nats/token (the paper) or nats/byte (tokenizer-free)
     prior: dict[str, float] | None = None  # default uniform
-    aggregation: Literal["geometric", "arithmetic"] = "geometric"
+    # How aggregated-LLD turns pass 1 into its recipe: the paper's geometric mean (default), the
+    # arithmetic mean, or any estimator of lldmix_core/estimators.py (e.g. late50, adj-gcv), computed
+    # from pass 1's stored Δ_t (and G_t: the adjusted ones need record_gram)
+    aggregation: str = "geometric"
     gram: GramSpec = GramSpec()
     recipe: dict[str, float] | None = None  # the weights of method `fixed`
     # Cheaper first pass: at LLD schedule steps where no KL is measured, estimate Δ on a seeded
@@ -194,6 +198,22 @@ class LLDSpec(_Strict):
         if abs(sum(v.values()) - 1.0) > 1e-6:
             raise ValueError(f"weights sum to {sum(v.values()):.6f}, not 1 (not on the simplex)")
         return v
+
+    @field_validator("aggregation")
+    @classmethod
+    def _aggregation(cls, v):
+        known = tuple(dict.fromkeys(("geometric", "arithmetic") + tuple(n for n, e in ESTIMATORS.items() if "l_reference" not in e.needs)))
+        if v not in known:
+            extra = " (the calibrated estimators need a reference target: the recovery benchmark has one)" \
+                if v in ESTIMATORS else ""
+            raise ValueError(f"unknown aggregation {v!r}{extra}; known: {', '.join(known)}")
+        return v
+
+    @model_validator(mode="after")
+    def _gram_recorded(self):
+        if self.aggregation in ESTIMATORS and "gram" in ESTIMATORS[self.aggregation].needs and not self.record_gram:
+            raise ValueError(f"aggregation {self.aggregation!r} needs pass 1's Gram matrices: set record_gram: true")
+        return self
 
     @property
     def taus(self) -> tuple:

@@ -27,7 +27,7 @@ def bench_store(recovery_smoke_home, monkeypatch):
 
 def test_pass1_stores_delta_and_a_symmetric_gram_at_every_schedule_step(bench_store):
     from lldmix_core import mathcore as mc
-    from lldmix_core.benchmark.leaderboard import pass1_of
+    from lldmix_core.pass1 import pass1_of
 
     store, cells = bench_store
     runs = [r for r in store.list_runs() if r.method == "iterative-lld"]
@@ -74,3 +74,46 @@ def test_rerun_finds_everything_and_results_write_the_leaderboard(recovery_smoke
     text = doc.read_text()
     assert "Pairs (target, seed) with a finished pass 1: **6 of 6**" in text
     assert "| `paper` | paper | 6 |" in text and "Best estimator" in text
+
+
+AGG_SPEC = """name: agg-by-estimator
+seeds: [3]
+tokenizer: bytes
+corpus: {local: true, eval_per_domain: 2, max_bytes: 256, min_bytes: 64}
+arch: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 32}
+target: {train: {steps: 8, seed: 5, multipliers: {Python: 3.0}}}
+training: {steps: 16, batch_size: 2, lr: 3.0e-3, warmup_steps: 2, checkpoint_every: 8}
+methods: [iterative-lld, aggregated-lld]
+lld: {aggregation: adj-gcv, record_gram: true, gram: {texts_per_domain: 1}}
+kl: {sampled: {n_samples: 0}}
+tracking: {mlflow: false}
+"""
+
+
+def test_aggregated_lld_trains_on_a_registry_estimators_recipe(home, tmp_path):
+    from lldmix_core.config import get_settings
+    from lldmix_core.db.store import Store
+    from lldmix_core.estimators import ESTIMATORS
+    from lldmix_core.pass1 import pass1_of
+    from lldmix_core.spec import load_spec
+
+    spec_path = tmp_path / "agg.yaml"
+    spec_path.write_text(AGG_SPEC)
+    env = _env(home)
+    run_cli("db", "upgrade", env=env)
+    run_cli("run", str(spec_path), env=env)
+    store = Store.open(get_settings().db_url)
+    spec = load_spec(spec_path)
+    runs = {r.method: r for r in store.list_runs() if r.method != "spec"}
+    domains = store.get_corpus(runs["iterative-lld"].corpus_id).domains
+    expected = ESTIMATORS["adj-gcv"].fn(pass1_of(store, runs["iterative-lld"], spec, domains))
+    recipe = next(r for r in store.list_recipes() if r["provenance"].get("pass1_run_id") == runs["iterative-lld"].id)
+    assert recipe["method"] == "aggregated-lld-adj-gcv" and recipe["provenance"]["estimator"] == "adj-gcv"
+    assert recipe["provenance"]["gram_conditioning"]["condition_number"] >= 1.0
+    assert np.allclose([recipe["weights"][d] for d in domains], expected, atol=1e-9)
+    # and pass 2 trained with it: its stored mixture is the recipe at every step
+    w = store.get_weights(runs["aggregated-lld"].id)
+    assert np.allclose([w[min(w)][d] for d in domains], expected, atol=1e-6)
+    # the paper's geometric mean differs here: the option changed the recipe
+    paper = ESTIMATORS["paper"].fn(pass1_of(store, runs["iterative-lld"], spec, domains))
+    assert not np.allclose(paper, expected, atol=1e-3)

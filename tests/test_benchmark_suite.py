@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lldmix_core import mathcore as mc
-from lldmix_core.benchmark.estimators import ESTIMATORS, PAPER, Pass1, estimate_all
+from lldmix_core.estimators import ESTIMATORS, PAPER, Pass1, estimate_all
 from lldmix_core.benchmark.leaderboard import PairResult, leaderboard
 from lldmix_core.benchmark.suite import expand, kl_uniform_to, load_benchmark, truth_weights, Truth, Dirichlet
 from lldmix_core.errors import UserError
@@ -164,3 +164,18 @@ def test_leaderboard_ranks_by_median_and_counts_wins_against_the_paper():
     assert rows[0].fraction_below_1 == 1.0 and rows[0].meets_goal is False  # median 0.52 > 0.5
     paper = next(r for r in rows if r.estimator == PAPER)
     assert math.isnan(paper.beats_paper) and paper.n == 5
+
+
+def test_enqueue_a_benchmark_queues_one_job_per_cell_with_the_cells_spec(home):
+    from conftest import run_cli
+    from lldmix_core.benchmark.suite import expand
+    from lldmix_core.config import get_settings
+    from lldmix_core.db.store import Store
+
+    env = {"LLDMIX_HOME": str(home), "LLDMIX_DB_URL": ""}
+    run_cli("db", "upgrade", env=env)
+    out = run_cli("enqueue", "runs/recovery-smoke.yaml", env=env).stdout
+    cells = expand(load_benchmark(ROOT / "runs" / "recovery-smoke.yaml"))
+    assert out.count("queued job") == len(cells)
+    jobs = sorted(Store.open(get_settings().db_url).list_jobs(), key=lambda j: j.id)
+    assert [j.spec_hash for j in jobs] == [c.spec.spec_hash for c in cells]  # the worker runs exactly these specs

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from lldmix_core import mathcore as mc
-from lldmix_core.benchmark.estimators import CONDITIONING, ESTIMATORS, PAPER, Pass1, conditioning, estimate_all
+from lldmix_core.estimators import CONDITIONING, ESTIMATORS, PAPER, conditioning, estimate_all
 from lldmix_core.benchmark.suite import BenchmarkCell
 from lldmix_core.methods import METHODS
+from lldmix_core.pass1 import pass1_of
 
 PASS1 = next(n for n, m in METHODS.items() if m.mixture == "lld")  # iterative-LLD: the pass that stores Δ_t
 
@@ -78,31 +79,6 @@ def _reference_logliks(store, cells: list[BenchmarkCell], name: str | None, corp
     if not runs:
         return None
     return domain_logliks(store, runs[0].target_model_id, corpus_id, domains, unit)
-
-
-def pass1_of(store, run, spec, domains, l_target=None, l_reference=None) -> Pass1 | None:
-    """The stored Δ_t (and G_t) of an iterative-LLD run as a Pass1, or None when it stored none."""
-    K = len(domains)
-    delta, gram = {}, {}
-    for m in store.get_metrics(run.id):
-        key, step = m["key"], m["step"]
-        if key.startswith("delta/"):
-            delta.setdefault(step, {})[key[6:]] = m["value"]
-        elif key.startswith("gram/"):
-            i, j = (int(x) for x in key[5:].split("/"))
-            gram.setdefault(step, np.full((K, K), np.nan))[i, j] = m["value"]
-    steps = sorted(s for s, d in delta.items() if len(d) == K)
-    if not steps:
-        return None
-    D = np.array([[delta[s][d] for d in domains] for s in steps])
-    G = np.array([gram[s] for s in steps]) if all(s in gram for s in steps) else None
-    if G is not None and not np.all(np.isfinite(G)):
-        G = None
-    prior = np.full(K, 1.0 / K)
-    if spec.lld.prior:
-        prior = np.array([spec.lld.prior.get(d, 0.0) for d in domains])
-    return Pass1(np.array(steps), spec.training.steps, D, float(run.tau if run.tau is not None else 1.0), prior,
-                 G, l_target, l_reference)
 
 
 def collect(store, cells: list[BenchmarkCell]) -> list[PairResult]:

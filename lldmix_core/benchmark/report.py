@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lldmix_core import mathcore as mc
-from lldmix_core.benchmark.estimators import ESTIMATORS, PAPER
+from lldmix_core.estimators import ESTIMATORS, PAPER
 from lldmix_core.benchmark.leaderboard import LeaderRow, PairResult, by_group, leaderboard, skew_label
 from lldmix_core.benchmark.suite import BenchmarkCell, BenchmarkSpec
 
@@ -75,7 +75,7 @@ def render(b: BenchmarkSpec, cells: list[BenchmarkCell], pairs: list[PairResult]
         beats = "—" if r.estimator == PAPER else f"{r.beats_paper:.0%}"
         L.append(f"| `{r.estimator}` | {r.family} | {r.n} | {r.median:.3f} {_ci(*r.median_ci95)} | "
                  f"{r.fraction_below_1:.0%} {_pct_ci(*r.fraction_below_1_ci95)} | {beats} | {'yes' if r.meets_goal else 'no'} |")
-    L += ["", "Estimators (benchmark/estimators.py):", ""]
+    L += ["", "Estimators (lldmix_core/estimators.py):", ""]
     L += [f"- `{n}` ({e.family}): {e.description}" for n, e in ESTIMATORS.items()]
     shown = [PAPER] + [r.estimator for r in rows if r.estimator != PAPER][:4]
     for title, key in (("cell (size, target steps, base)", lambda p: p.cell),
