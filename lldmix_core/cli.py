@@ -420,7 +420,7 @@ def results(
 def _benchmark_results(path: Path, out: Path, *, run_first: bool) -> None:
     """A benchmark's leaderboard document, after running what is missing (unless only finished work)."""
     from lldmix_core.atomic import atomic_write_bytes
-    from lldmix_core.benchmark.leaderboard import collect
+    from lldmix_core.benchmark.leaderboard import collect, pass2
     from lldmix_core.benchmark.report import render
     from lldmix_core.benchmark.suite import expand, load_benchmark
 
@@ -428,9 +428,10 @@ def _benchmark_results(path: Path, out: Path, *, run_first: bool) -> None:
         _run_benchmark(path, dry_run=False, no_mlflow=False)
     b = load_benchmark(path)
     cells = expand(b)
-    pairs = collect(_store(), cells)
+    store = _store()
+    pairs = collect(store, cells)
     flag = " --only-finished" if not run_first else ""
-    atomic_write_bytes(out, render(b, cells, pairs, f"lldmix results {path} --out {out}{flag}").encode())
+    atomic_write_bytes(out, render(b, cells, pairs, f"lldmix results {path} --out {out}{flag}", pass2(store, cells)).encode())
     typer.echo(f"results: wrote {out} ({len(pairs)} pairs)")
 
 

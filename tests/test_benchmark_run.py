@@ -2,6 +2,11 @@
 pass 1 stores Δ_t and G_t, the `paper` estimator reproduces the engine's own aggregated-LLD recipe,
 a re-run finds everything, and `lldmix results` writes the leaderboard."""
 
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -117,3 +122,28 @@ def test_aggregated_lld_trains_on_a_registry_estimators_recipe(home, tmp_path):
     # the paper's geometric mean differs here: the option changed the recipe
     paper = ESTIMATORS["paper"].fn(pass1_of(store, runs["iterative-lld"], spec, domains))
     assert not np.allclose(paper, expected, atol=1e-3)
+
+
+def test_pass2_file_from_the_benchmark_judges_recipes_by_the_sampled_kl(recovery_smoke_home, tmp_path):
+    """scripts/recovery_pass2.py writes a pass-2 benchmark from the stored pass 1 (the calibrated recipe
+    inline, the benchmark's own targets found, not retrained); its results carry the paired sampled KL."""
+    home = tmp_path / "home"
+    shutil.copytree(recovery_smoke_home, home)  # the session's shared home stays as it was
+    env = _env(home)
+    p2 = tmp_path / "p2.yaml"
+    proc = subprocess.run([sys.executable, "scripts/recovery_pass2.py", "--benchmark", "runs/recovery-smoke.yaml",
+                           "--cell", "XS-r1", "--truths", "paper-x2", "--estimator", "calibrated-auto",
+                           "--n-samples", "8", "--n-tokens", "32", "--out", str(p2)],
+                          cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = run_cli("run", str(p2), env=env).stdout
+    assert "target: found trained model" in out and "target: training" not in out
+    doc = tmp_path / "p2.md"
+    run_cli("results", str(p2), "--out", str(doc), "--only-finished", env=env)
+    text = doc.read_text()
+    assert "## Pass 2: final KL to the target" in text
+    section = text.split("## Pass 2: final KL to the target")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| XS-r1-p2-paper-x2 |")]
+    assert {r.split(" | ")[3] for r in rows} == {"aggregated-lld", "fixed", "iterative-lld"} and len(rows) == 6
+    bad = run_cli("results", str(p2), "--out", str(tmp_path / "nope" / "x.md"), env=env, check=False)
+    assert bad.returncode != 0 and "--out" in bad.stderr + bad.stdout

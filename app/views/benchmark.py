@@ -12,7 +12,7 @@ files = data.benchmark_files()
 if not files:
     st.info("No benchmark file in runs/ (a YAML with a top-level `benchmark:` key, e.g. runs/recovery.yaml).")
     st.stop()
-chosen = st.selectbox("Benchmark file in runs/", files)
+chosen = st.selectbox("Benchmark file in runs/", files, index=files.index("recovery.yaml") if "recovery.yaml" in files else 0)
 board, ratios, mixes, expected = data.benchmark_results(chosen, data.version())
 if board.empty:
     st.info(f"No finished pass 1 of {chosen} in the database yet: `lldmix run runs/{chosen}` runs it "

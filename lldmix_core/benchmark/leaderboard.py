@@ -143,3 +143,57 @@ def by_group(pairs: list[PairResult], key) -> dict[str, dict[str, float]]:
 def skew_label(kl_uniform_nats: float) -> str:
     """The truth's skew by its distance from uniform: mild < 0.05 ≤ medium < 0.3 ≤ strong (nats)."""
     return "mild" if kl_uniform_nats < 0.05 else "medium" if kl_uniform_nats < 0.3 else "strong"
+
+
+@dataclass(frozen=True)
+class Pass2Row:
+    """One pass-2 method on one (cell, truth, seed): its final sampled KL(target ‖ model) and the paired
+    difference to uniform on the same draws (bits/byte; negative: closer to the target than uniform),
+    with the model-map estimate beside it."""
+
+    cell: str
+    truth: str
+    seed: int
+    method: str
+    sampled_bits_per_byte: float
+    sampled_se: float
+    diff_vs_uniform: float
+    diff_se: float
+    modelmap_bits_per_byte: float
+    recipe_ratio: float | None  # the recipe's recovery ratio (fixed-mixture methods), else None
+
+
+def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
+    """Every finished run with a final sampled KL that has a uniform run of the same seed beside it."""
+    from lldmix_core.paired import paired_sampled_difference
+
+    out = []
+    for c in cells:
+        parent = None if c.is_reference else _parent(store, c.spec)
+        if parent is None:
+            continue
+        finals = {}
+        for run in store.list_runs(parent_id=parent.id):
+            if run.status != "finished":
+                continue
+            kl = store.get_kl(run.id)
+            sampled = max((k for k in kl if k.estimator == "sampled"), key=lambda k: k.step, default=None)
+            mm = max((k for k in kl if k.estimator.startswith("modelmap")), key=lambda k: k.step, default=None)
+            if sampled is not None:
+                finals[(run.seed, run.method)] = (run, sampled, mm)
+        for (seed, method), (run, s, mm) in sorted(finals.items()):
+            u = finals.get((seed, "uniform"))
+            if u is None or method == "uniform":
+                continue
+            d = paired_sampled_difference(store, s.corpus_id, s.model_id, u[1].model_id)
+            if d is None:
+                continue
+            w = store.get_weights(run.id)
+            ratio = None
+            if METHODS[method].mixture in ("recipe", "aggregate") and w:
+                first = w[min(w)]
+                truth = np.array([c.weights[k] for k in first])
+                ratio = float(mc.recovery_ratio(np.array(list(first.values())), truth))
+            out.append(Pass2Row(c.cell, c.truth, seed, method, s.bits_per_byte, s.stderr_bits_per_byte or float("nan"),
+                                d[0], d[1], mm.bits_per_byte if mm else float("nan"), ratio))
+    return out
