@@ -179,3 +179,15 @@ def test_enqueue_a_benchmark_queues_one_job_per_cell_with_the_cells_spec(home):
     assert out.count("queued job") == len(cells)
     jobs = sorted(Store.open(get_settings().db_url).list_jobs(), key=lambda j: j.id)
     assert [j.spec_hash for j in jobs] == [c.spec.spec_hash for c in cells]  # the worker runs exactly these specs
+
+
+def test_an_estimator_missing_on_some_pairs_is_shown_with_its_n_but_not_ranked():
+    from lldmix_core.benchmark.report import verdict
+
+    def pair(i, ratios):
+        return PairResult("c", f"t{i}", 0, i, ("a", "b"), np.array([0.6, 0.4]), 0.02, {}, ratios, "abc", "h", {}, {})
+    pairs = [pair(i, {PAPER: 0.9, "late50": 0.8, **({"calibrated": 0.1} if i < 2 else {})}) for i in range(4)]
+    rows = leaderboard(pairs)
+    assert {r.estimator: r.n for r in rows} == {"calibrated": 2, "late50": 4, PAPER: 4}
+    text = "\n".join(verdict(rows, pairs))
+    assert "Best estimator: `late50`" in text and "`calibrated` could be computed on 2 of 4 pairs only" in text

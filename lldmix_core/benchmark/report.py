@@ -31,6 +31,9 @@ def verdict(rows: list[LeaderRow], pairs: list[PairResult]) -> list[str]:
     """The plain sentences: which estimator wins, by how much against the paper's, with intervals."""
     if not rows:
         return ["No finished pass 1 yet: nothing to rank."]
+    n_all = max(r.n for r in rows)
+    partial = [r for r in rows if r.n < n_all]
+    rows = [r for r in rows if r.n == n_all]  # ranked on the same pairs only
     best, paper = rows[0], next(r for r in rows if r.estimator == PAPER)
     out = [f"- **Best estimator: `{best.estimator}`** ({best.description}): median recovery ratio "
            f"{best.median:.2f} {_ci(*best.median_ci95)} over {best.n} (target, seed) pairs, below 1 on "
@@ -47,6 +50,10 @@ def verdict(rows: list[LeaderRow], pairs: list[PairResult]) -> list[str]:
     goal = [r.estimator for r in rows if r.meets_goal]
     out.append("- The issue's goal (median ≤ 0.5 and < 1 on ≥ 90 % of pairs) is met by "
                + (", ".join(f"`{g}`" for g in goal) if goal else "no estimator") + ".")
+    for r in partial:
+        out.append(f"- `{r.estimator}` could be computed on {r.n} of {n_all} pairs only (its reference target had not "
+                   f"finished): median {r.median:.2f} {_ci(*r.median_ci95)} there, below 1 on {r.fraction_below_1:.0%}, "
+                   f"lower than the paper's on {r.beats_paper:.0%} of them; not ranked.")
     worse = [r.estimator for r in rows if r.median >= 1.0]
     if worse:
         out.append("- Farther from the truth than uniform (median ratio ≥ 1): " + ", ".join(f"`{w}`" for w in worse) + ".")
