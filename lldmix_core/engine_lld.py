@@ -96,7 +96,7 @@ class LLDStages:
             if name in CONDITIONING:
                 extra["gram_conditioning"] = conditioning(p, *CONDITIONING[name])
         target = self.store.get_run(pass1[0].id)
-        provenance = {**extra, 
+        provenance = {**extra,
             "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
             "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
             "aggregation": spec.lld.aggregation, "method": AGGREGATED, "seed": seed,

@@ -9,16 +9,21 @@ APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def app(smoke_home, monkeypatch):
+def _open_app(home, monkeypatch):
+    """The dashboard on the database in `home`, first page rendered."""
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("LLDMIX_HOME", str(smoke_home))
+    monkeypatch.setenv("LLDMIX_HOME", str(home))
     monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     return at
+
+
+@pytest.fixture
+def app(smoke_home, monkeypatch):
+    return _open_app(smoke_home, monkeypatch)
 
 
 def _page(at, page):
@@ -313,14 +318,7 @@ def test_compare_shows_truth_beside_estimates_and_sampled_kl_pairs(app):
 
 
 def test_benchmark_page_shows_the_leaderboard_ratios_and_mixtures(recovery_smoke_home, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("LLDMIX_HOME", str(recovery_smoke_home))
-    monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at = _page(at, "views/benchmark.py")
+    at = _page(_open_app(recovery_smoke_home, monkeypatch), "views/benchmark.py")
     assert at.selectbox[0].value == "recovery.yaml"  # the real benchmark first; not run in this home
     assert "No finished pass 1 of recovery.yaml" in at.info[0].value
     at.selectbox[0].select("recovery-smoke.yaml").run()
