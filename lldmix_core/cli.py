@@ -389,7 +389,6 @@ def results(
     model-map KL per seed, paired intervals against uniform, weight recovery, the estimators'
     agreement and the provenance of every run."""
     from lldmix_core import agreement
-    from lldmix_core.atomic import atomic_write_bytes
     from lldmix_core.limits import check_plausible
     from lldmix_core.results_doc import render_results
     from lldmix_core.spec import load_spec
@@ -413,13 +412,24 @@ def results(
     doc = render_results(outcome, store, command=f"lldmix results {spec_path} --out {out}",
                          spec_description=spec.description or "", pairs=pairs,
                          trajectories=agreement.along_trajectories(store, outcome))
-    atomic_write_bytes(out, doc.encode())
-    typer.echo(f"results: wrote {out}")
+    _write_results_section(out, spec.name, doc)
+    typer.echo(f"results: wrote section {spec.name!r} of {out}")
+
+
+def _write_results_section(out: Path, key: str, doc: str) -> None:
+    """Set `key`'s section of the results file `out` (other specs' sections kept), atomically."""
+    from lldmix_core.atomic import atomic_write_bytes
+    from lldmix_core.results_doc import replace_section
+
+    try:
+        existing = out.read_text(encoding="utf-8") if out.exists() else None
+        atomic_write_bytes(out, replace_section(existing, key, doc).encode())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"--out {out}: {e}") from None
 
 
 def _benchmark_results(path: Path, out: Path, *, run_first: bool) -> None:
     """A benchmark's leaderboard document, after running what is missing (unless only finished work)."""
-    from lldmix_core.atomic import atomic_write_bytes
     from lldmix_core.benchmark.leaderboard import collect, pass2
     from lldmix_core.benchmark.report import render
     from lldmix_core.benchmark.suite import expand, load_benchmark
@@ -431,8 +441,9 @@ def _benchmark_results(path: Path, out: Path, *, run_first: bool) -> None:
     store = _store()
     pairs = collect(store, cells)
     flag = " --only-finished" if not run_first else ""
-    atomic_write_bytes(out, render(b, cells, pairs, f"lldmix results {path} --out {out}{flag}", pass2(store, cells)).encode())
-    typer.echo(f"results: wrote {out} ({len(pairs)} pairs)")
+    _write_results_section(out, b.benchmark, render(b, cells, pairs, f"lldmix results {path} --out {out}{flag}",
+                                                     pass2(store, cells)))
+    typer.echo(f"results: wrote section {b.benchmark!r} of {out} ({len(pairs)} pairs)")
 
 
 def _check_corpus_files(spec, settings) -> None:

@@ -123,7 +123,8 @@ class Engine:
 
     def _check_against_corpus(self, spec: RunSpec, corpus: PreparedCorpus) -> None:
         """Domain names and tokenizers the spec refers to, checked once the corpus's domains are known."""
-        refs = [("lld.prior", spec.lld.prior, None), ("lld.recipe", spec.lld.recipe, None)]
+        refs = [("lld.prior", spec.lld.prior, None), ("lld.recipe", spec.lld.recipe, None),
+                *((f"lld.phases[{i}].weights", p.weights, None) for i, p in enumerate(spec.lld.phases or ()))]
         for role in ("target", "base"):
             t = getattr(spec, role).train
             if t is not None:
@@ -248,6 +249,8 @@ class Engine:
         """The run's mixture at step 0 (for a fixed-mixture method, the whole run's) and its τ if known."""
         spec, corpus, M = ctx.spec, ctx.corpus, METHODS[unit.method]
         drawn_from = METHODS.get(spec.distill.mixture) if M.needs_teacher else None
+        if M.mixture == "recipe" and spec.lld.phases:
+            return self._phase_switches(ctx)[0], None
         if M.mixture == "recipe":
             return mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe"), None
         if M.mixture == "aggregate":
@@ -255,6 +258,13 @@ class Engine:
         if drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
             return self.lld.aggregate(spec, corpus, unit.seed, spec.lld.taus[0], ctx.target_id)[0], None
         return ctx.prior, None  # iterative methods: replaced at step 0 by the first estimate
+
+    @staticmethod
+    def _phase_switches(ctx: SpecContext) -> dict[int, np.ndarray]:
+        """A phased recipe (lld.phases) as {first step of the phase: its weights [K]}; empty without phases."""
+        phases, steps = ctx.spec.lld.phases or (), ctx.spec.training.steps
+        return {start: mixture(ctx.corpus.domains, phases[i].weights, None, f"lld.phases[{i}].weights")
+                for start, i in mc.phase_starts([p.until for p in phases], steps)} if phases else {}
 
     def _open_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str) -> RunHandle:
         """The run's row and MLflow child, with the steps it evaluates at."""
@@ -266,7 +276,10 @@ class Engine:
         s = spec.kl.sampled
         sampled = sampled_steps(s.n_samples, s.steps, kl_steps, steps)
         kl_steps |= sampled
-        eval_steps = sorted(kl_steps | (schedule if M.iterative else set()))
+        # a phased recipe switches its mixture at each later phase's first step (an evaluation step, so
+        # the new weights are recorded where they start)
+        switches = {s: w for s, w in self._phase_switches(ctx).items() if s > 0} if M.mixture == "recipe" else {}
+        eval_steps = sorted(kl_steps | (schedule if M.iterative else set()) | set(switches))
         weights, tau = self._initial_mixture(ctx, unit)
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=unit.method, seed=unit.seed,
                                       parent_id=ctx.parent_id, job_id=self.job_id, config={"eval_steps": eval_steps},
@@ -288,7 +301,7 @@ class Engine:
             self.store.set_mlflow_run_id(run_id, mlflow_id)
         self.tracker.log_resolved_tau(mlflow_id, tau)
         self.log(f"{name}: training {steps} steps, evaluating at {len(eval_steps)} steps")
-        return RunHandle(run_id, mlflow_id, name, unit, M, weights, tau, kl_steps, sampled, eval_steps)
+        return RunHandle(run_id, mlflow_id, name, unit, M, weights, tau, kl_steps, sampled, eval_steps, switches)
 
     def _build_student(self, ctx: SpecContext, unit: RunUnit) -> tuple[LanguageModel, object, int]:
         """The base for this seed (on the device), the distillation loss if the method has a teacher,
@@ -314,7 +327,7 @@ class Engine:
             self.tracker.log_resolved_tau(run.mlflow_id, tau)
 
         reweighter = Reweighter(run.method, unit.tau_setting, run.tau, ctx.prior, set(mc.lld_schedule(steps)), steps,
-                                lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge, on_tau)
+                                lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge, on_tau, run.switches)
         sub = subsample(ctx.corpus, spec.lld.estimate_texts_per_domain, unit.seed) if run.method.iterative else None
         evaluator = Evaluator(self, ctx, run, reweighter, sub, done_before)
         on_step = StepLogger(self, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint)

@@ -55,17 +55,20 @@ class RunHandle:
     kl_steps: set[int]
     sampled_steps: set[int]
     eval_steps: list[int]
+    switches: dict[int, np.ndarray] = field(default_factory=dict)  # a phased recipe: step -> weights [K] from then on
 
 
 class Reweighter:
     """New domain weights at the LLD schedule steps: softmax(Δ/τ)·prior, or with G⁻¹Δ for adjusted-LLD.
-    Resolves τ ("auto" from the spread of Δ) at its first estimate and reports it once."""
+    Resolves τ ("auto" from the spread of Δ) at its first estimate and reports it once. A phased recipe's
+    run gets its next phase's weights at the phase's first step (`switches`) instead."""
 
     def __init__(self, method: MethodDef, tau_setting, tau: float | None, prior: np.ndarray, schedule: set[int],
                  total_steps: int, gram: Callable[[LanguageModel], np.ndarray], ridge: float,
-                 on_tau: Callable[[float], None]):
+                 on_tau: Callable[[float], None], switches: dict[int, np.ndarray] | None = None):
         self.method, self.tau_setting, self.tau, self.prior = method, tau_setting, tau, prior
         self.schedule, self.total_steps, self.gram, self.ridge, self.on_tau = schedule, total_steps, gram, ridge, on_tau
+        self.switches = dict(switches or {})
         self.last_gram: np.ndarray | None = None  # [K, K] the Gram of the last adjusted estimate
 
     def wants(self, step: int) -> bool:
@@ -73,6 +76,8 @@ class Reweighter:
 
     def __call__(self, step: int, lm: LanguageModel, delta: np.ndarray) -> np.ndarray | None:
         """Weights [K] from Δ = ℓ_target − ℓ_model per domain, or None when this step keeps the mixture."""
+        if step in self.switches:
+            return self.switches[step]
         if not self.wants(step):
             return None
         if self.tau is None:

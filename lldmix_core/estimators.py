@@ -43,6 +43,9 @@ class Estimator:
     fn: Callable[[Pass1], np.ndarray]
     needs: tuple[str, ...] = ()  # Pass1 fields that must be present ("gram", "l_reference")
     paper: bool = False  # the paper's own estimator (the reference row of every comparison)
+    # a phased estimator: the recipe it trains with, [(until fraction, weights [K]), …] (`fn` is its
+    # single mixture for the recovery ratio); None for a fixed recipe
+    phases: Callable[[Pass1], list[tuple[float, np.ndarray]]] | None = None
 
     def available(self, p: Pass1) -> bool:
         return all(getattr(p, n) is not None for n in self.needs)
@@ -100,11 +103,15 @@ def _calibrated(auto_tau: bool):
     return fn
 
 
+def _two_stage_phases(p: Pass1) -> list[tuple[float, np.ndarray]]:
+    """The two phases' recipes, split at the JS block boundary of the per-step weights (appendix C.2)."""
+    return mc.two_stage_phases(p.weights(), p.steps, p.total_steps)
+
+
 def _two_stage(p: Pass1) -> np.ndarray:
-    """The two phases' recipes (split from the JS block structure of the per-step weights), combined
-    as the phase-length-weighted geometric mean: one mixture to compare with the truth."""
-    phases = mc.two_stage_phases(p.weights(), p.steps, p.total_steps)
-    (until, early), (_, late) = phases
+    """The two phases' recipes combined as the phase-length-weighted geometric mean: one mixture to
+    compare with the truth (pass 2 trains with the phases themselves)."""
+    (until, early), (_, late) = _two_stage_phases(p)
     return mc.aggregate_weighted_geometric(np.array([early, late]), np.array([until, 1.0 - until]))
 
 
@@ -137,7 +144,7 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in [
     Estimator("calibrated-auto", "calibrated", "calibrated Δ with τ = its range",
               _calibrated(True), needs=("l_target", "l_reference")),
     Estimator("two-stage", "phases", "early/late recipes split at the JS block boundary, phase-length-weighted",
-              _two_stage),
+              _two_stage, phases=_two_stage_phases),
 ]}
 
 PAPER = next(n for n, e in ESTIMATORS.items() if e.paper)

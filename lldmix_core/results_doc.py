@@ -178,3 +178,28 @@ def render_results(outcome: SpecOutcome, store, *, command: str, spec_descriptio
     body = (says + _final_kl_tables(outcome, seeds) + paired + _recovery_section(outcome)
             + _agreement_section(pairs, trajectories) + _provenance_section(outcome, store, seeds))
     return "\n".join(head + body).rstrip() + "\n"
+
+
+def _markers(key: str) -> tuple[str, str]:
+    return f"<!-- lldmix results: {key} -->", f"<!-- /lldmix results: {key} -->"
+
+
+def replace_section(existing: str | None, key: str, body: str) -> str:
+    """The results file with `key`'s section set to `body`, every other spec's section kept as it was.
+
+    One document can hold several specs' results (docs/RESULTS.md: the replication, the recovery
+    benchmark and its pass 2), each written by its own `lldmix results SPEC --out FILE`. A file with no
+    section markers at all (written before sections existed, or by hand) is replaced whole; a key not
+    in the file yet is appended."""
+    begin, end = _markers(key)
+    block = f"{begin}\n{body.rstrip()}\n{end}\n"
+    if not existing or "<!-- lldmix results: " not in existing:
+        return block
+    i = existing.find(begin)
+    if i < 0:
+        return existing.rstrip("\n") + "\n\n" + block
+    j = existing.find(end, i)
+    if j < 0:
+        raise ValueError(f"results file: section {key!r} opens but never closes ({end} missing)")
+    rest = existing[j + len(end):]
+    return existing[:i] + block + (rest[1:] if rest.startswith("\n") else rest)

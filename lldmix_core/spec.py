@@ -153,6 +153,32 @@ class GramSpec(_Strict):
     texts_per_domain: int = Field(8, ge=1)
 
 
+class PhaseSpec(_Strict):
+    """One phase of a phased recipe: its weights are in force until `until` × training.steps."""
+
+    until: float = Field(gt=0, le=1)
+    weights: dict[str, float]
+
+    @field_validator("weights")
+    @classmethod
+    def _on_simplex(cls, v):
+        return _check_simplex(v)
+
+
+def _check_simplex(v):
+    # a recipe or prior is a distribution over domains: finite, ≥ 0, summing to 1 (not normalised
+    # silently, so a typo in a weight cannot change the experiment unnoticed)
+    if v is None:
+        return v
+    if not v:
+        raise ValueError("give at least one domain weight")
+    if any(not math.isfinite(w) or w < 0 for w in v.values()):
+        raise ValueError("weights must be finite and ≥ 0")
+    if abs(sum(v.values()) - 1.0) > 1e-6:
+        raise ValueError(f"weights sum to {sum(v.values()):.6f}, not 1 (not on the simplex)")
+    return v
+
+
 class LLDSpec(_Strict):
     tau: Tau | tuple[Tau, ...] = 1.0  # a list sweeps τ (Table 2); .inf means uniform
     unit: Literal["token", "byte"] = "token"  # Δ in nats/token (the paper) or nats/byte (tokenizer-free)
@@ -163,6 +189,9 @@ class LLDSpec(_Strict):
     aggregation: str = "geometric"
     gram: GramSpec = GramSpec()
     recipe: dict[str, float] | None = None  # the weights of method `fixed`
+    # Or a phased recipe for method `fixed` (the two-stage recipe): phase i is in force from the previous
+    # phase's `until` (0 for the first) to its own, fractions of the run's steps; the last `until` is 1.0.
+    phases: tuple[PhaseSpec, ...] | None = None
     # Cheaper first pass: at LLD schedule steps where no KL is measured, estimate Δ on a seeded
     # subsample of this many evaluation texts per domain instead of the whole corpus (None: all).
     estimate_texts_per_domain: int | None = Field(None, ge=1)
@@ -187,16 +216,20 @@ class LLDSpec(_Strict):
     @field_validator("recipe", "prior")
     @classmethod
     def _on_simplex(cls, v):
-        # a recipe or prior is a distribution over domains: finite, ≥ 0, summing to 1 (not normalised
-        # silently, so a typo in a weight cannot change the experiment unnoticed)
+        return _check_simplex(v)
+
+    @field_validator("phases")
+    @classmethod
+    def _phases(cls, v):
         if v is None:
             return v
         if not v:
-            raise ValueError("give at least one domain weight")
-        if any(not math.isfinite(w) or w < 0 for w in v.values()):
-            raise ValueError("weights must be finite and ≥ 0")
-        if abs(sum(v.values()) - 1.0) > 1e-6:
-            raise ValueError(f"weights sum to {sum(v.values()):.6f}, not 1 (not on the simplex)")
+            raise ValueError("phases: give at least one phase (or leave phases out)")
+        ends = [p.until for p in v]
+        if any(b <= a for a, b in zip(ends, ends[1:])):
+            raise ValueError(f"phases: 'until' must increase strictly, got {ends}")
+        if ends[-1] != 1.0:
+            raise ValueError(f"phases: the last phase's 'until' must be 1.0 (the phases cover the run), got {ends[-1]}")
         return v
 
     @field_validator("aggregation")
@@ -295,8 +328,10 @@ class RunSpec(_Strict):
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("methods: listed twice")
         for m in self.methods:
-            if REGISTRY[m].mixture == "recipe" and not self.lld.recipe:
-                raise ValueError(f"method `{m}` needs lld.recipe")
+            if REGISTRY[m].mixture == "recipe" and not self.lld.recipe and not self.lld.phases:
+                raise ValueError(f"method `{m}` needs lld.recipe (or lld.phases)")
+        if self.lld.recipe and self.lld.phases:
+            raise ValueError("lld: give recipe or phases, not both")
         if any(REGISTRY[m].needs_teacher for m in self.methods) and self.target.init is not None:
             raise ValueError("distillation needs a target model")
         if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
@@ -317,6 +352,8 @@ class RunSpec(_Strict):
             dump["corpus"].pop("eval_total")  # likewise: per-domain evaluation corpora keep their hashes
         if not self.lld.record_gram:
             dump["lld"].pop("record_gram")  # likewise
+        if self.lld.phases is None:
+            dump["lld"].pop("phases")  # likewise
         return content_hash({"spec": dump})
 
     def to_yaml(self) -> str:

@@ -145,5 +145,51 @@ def test_pass2_file_from_the_benchmark_judges_recipes_by_the_sampled_kl(recovery
     section = text.split("## Pass 2: final KL to the target")[1]
     rows = [line for line in section.splitlines() if line.startswith("| XS-r1-p2-paper-x2 |")]
     assert {r.split(" | ")[3] for r in rows} == {"aggregated-lld", "fixed", "iterative-lld"} and len(rows) == 6
+    # the benchmark's own leaderboard goes into the same document as a section of its own; rewriting
+    # pass 2's section keeps it
+    run_cli("results", "runs/recovery-smoke.yaml", "--out", str(doc), "--only-finished", env=env)
+    run_cli("results", str(p2), "--out", str(doc), "--only-finished", env=env)
+    both = doc.read_text()
+    assert both.count("## Pass 2: final KL to the target") == 1 and both.count("## Leaderboard") == 2
+    assert both.index("<!-- lldmix results: p2 -->") < both.index("<!-- lldmix results: recovery-smoke -->")
     bad = run_cli("results", str(p2), "--out", str(tmp_path / "nope" / "x.md"), env=env, check=False)
     assert bad.returncode != 0 and "--out" in bad.stderr + bad.stdout
+
+
+def test_pass2_file_trains_the_two_stage_estimator_as_phases(recovery_smoke_home, tmp_path):
+    """For a phased estimator the pass-2 file carries lld.phases: the estimator's own phases, recomputed
+    from each seed's stored pass 1, which the spec accepts (method `fixed` trains them phase by phase)."""
+    from lldmix_core.benchmark.leaderboard import collect
+    from lldmix_core.benchmark.suite import expand, load_benchmark
+    from lldmix_core.config import get_settings
+    from lldmix_core.db.store import Store
+    from lldmix_core.estimators import ESTIMATORS
+    from lldmix_core.pass1 import pass1_of
+
+    env = _env(recovery_smoke_home)
+    p2 = tmp_path / "p2-two.yaml"
+    proc = subprocess.run([sys.executable, "scripts/recovery_pass2.py", "--benchmark", "runs/recovery-smoke.yaml",
+                           "--cell", "XS-r1", "--truths", "paper-x2", "--estimator", "two-stage",
+                           "--methods", "uniform,fixed", "--out", str(p2)],
+                          cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    cells = [c for c in expand(load_benchmark(p2)) if not c.is_reference]
+    assert cells and all(c.spec.methods == ("uniform", "fixed") and c.spec.lld.phases for c in cells)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        store = Store.open(get_settings().db_url)
+        bench = expand(load_benchmark(ROOT / "runs/recovery-smoke.yaml"))
+        pairs = {p.seed: p for p in collect(store, bench) if p.cell == "XS-r1" and p.truth == "paper-x2"}
+        spec = next(c.spec for c in bench if c.cell == "XS-r1" and not c.is_reference)
+        for c in cells:
+            (seed,) = c.spec.seeds
+            pair = pairs[seed]
+            want = ESTIMATORS["two-stage"].phases(pass1_of(store, store.get_run(pair.run_id), spec, list(pair.domains)))
+            got = c.spec.lld.phases
+            assert [p.until for p in got] == pytest.approx([u for u, _ in want], abs=1e-6)
+            for p, (_, w) in zip(got, want):
+                assert [p.weights[d] for d in pair.domains] == pytest.approx(list(w), abs=2e-6)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)

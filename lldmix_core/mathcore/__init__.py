@@ -34,7 +34,7 @@ from lldmix_core.mathcore.modelmap import (
     nats_per_text_to_bits_per_byte,
 )
 from lldmix_core.mathcore.gram_conditioning import GramSolve, conditioned_gram_solve, gcv_ridge, gcv_score
-from lldmix_core.mathcore.phases import best_split, two_stage_phases, within_block_scatter
+from lldmix_core.mathcore.phases import best_split, phase_starts, two_stage_phases, within_block_scatter
 from lldmix_core.mathcore.recovery import (
     median_interval,
     recovery_ratio,
@@ -65,7 +65,7 @@ __all__ = [
     "aggregate_late", "aggregate_weighted_geometric", "annealed_tau", "annealed_taus", "best_split",
     "calibrated_delta", "conditioned_gram_solve", "gcv_ridge", "gcv_score", "GramSolve", "js_divergence_matrix",
     "late_step_mask", "median_interval", "progress_step_weights", "recovery_ratio", "recovery_ratios",
-    "recovery_summary", "tau_from_spread", "token_share_step_weights", "two_stage_phases", "wilson_interval",
+    "recovery_summary", "tau_from_spread", "token_share_step_weights", "phase_starts", "two_stage_phases", "wilson_interval",
     "within_block_scatter",
     "PairedSummary", "average_ranks", "bootstrap_interval", "mean_se", "spearman", "paired_difference", "paired_summary", "t_quantile_975",
     "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold", "weight_recovery",

@@ -48,3 +48,14 @@ def two_stage_phases(weights: np.ndarray, steps, total_steps: int, aggregation: 
         raise ValueError(f"aggregation must be 'geometric' or 'arithmetic', got {aggregation!r}")
     b = best_split(js_divergence_matrix(W), min_block)
     return [(float(st[b] / total_steps), agg(W[:b])), (1.0, agg(W[b:]))]
+
+
+def phase_starts(untils, total_steps: int) -> list[tuple[int, int]]:
+    """Phase ends (fractions of the run, strictly increasing, the last 1.0) → [(first step, phase index)]
+    of the phases that get at least one step: phase i runs from round(until_{i-1}·T) (0 for i = 0) up to
+    round(until_i·T). A phase that rounds to no step is dropped (its successor starts there instead)."""
+    u = [float(x) for x in untils]
+    if not u or u[-1] != 1.0 or any(b <= a for a, b in zip(u, u[1:])) or u[0] <= 0 or total_steps < 1:
+        raise ValueError("untils must increase strictly in (0, 1] and end at 1.0; total_steps ≥ 1")
+    bounds = [0] + [int(round(x * total_steps)) for x in u]
+    return [(bounds[i], i) for i in range(len(u)) if bounds[i + 1] > bounds[i]]
