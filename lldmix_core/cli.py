@@ -503,7 +503,7 @@ def recipe_list():
 @recipe_app.command("export")
 def recipe_export(
     name: str = typer.Argument(..., help="Recipe name or id."),
-    fmt: str = typer.Option("json", "--format", help="json, yaml, csv, provenance (the CSV's sidecar), hf, mosaic, olmo, megatron or nanotron."),
+    fmt: str = typer.Option("json", "--format", help="json, yaml, csv, provenance (the CSV's sidecar), hf, mosaic, olmo, megatron, nanotron, or phases (a two-stage recipe's phases)."),
     out: Optional[Path] = typer.Option(None, help="Output file (default: stdout)."),
 ):
     """Write a fixed recipe in a trainer's format."""

@@ -28,7 +28,7 @@ from lldmix_core.models import LanguageModel
 from lldmix_core.engine_claims import StageClaims
 from lldmix_core.engine_lld import LLDStages, subsample
 from lldmix_core.engine_models import ModelStages, _device
-from lldmix_core.plan import RunUnit, run_plan
+from lldmix_core.plan import RunUnit, is_inf, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core import provenance
@@ -250,21 +250,32 @@ class Engine:
         spec, corpus, M = ctx.spec, ctx.corpus, METHODS[unit.method]
         drawn_from = METHODS.get(spec.distill.mixture) if M.needs_teacher else None
         if M.mixture == "recipe" and spec.lld.phases:
-            return self._phase_switches(ctx)[0], None
+            return self._phase_switches(ctx, unit)[0], None
         if M.mixture == "recipe":
             return mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe"), None
         if M.mixture == "aggregate":
-            return self.lld.aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
+            agg, tau = self.lld.aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
+            switches = self._phase_switches(ctx, unit)
+            return (switches[0] if switches else agg), tau
         if drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
             return self.lld.aggregate(spec, corpus, unit.seed, spec.lld.taus[0], ctx.target_id)[0], None
         return ctx.prior, None  # iterative methods: replaced at step 0 by the first estimate
 
-    @staticmethod
-    def _phase_switches(ctx: SpecContext) -> dict[int, np.ndarray]:
-        """A phased recipe (lld.phases) as {first step of the phase: its weights [K]}; empty without phases."""
-        phases, steps = ctx.spec.lld.phases or (), ctx.spec.training.steps
-        return {start: mixture(ctx.corpus.domains, phases[i].weights, None, f"lld.phases[{i}].weights")
-                for start, i in mc.phase_starts([p.until for p in phases], steps)} if phases else {}
+    def _phase_switches(self, ctx: SpecContext, unit: RunUnit) -> dict[int, np.ndarray]:
+        """The run's phased recipe as {first step of the phase: its weights [K]}: method `fixed` with
+        lld.phases, or aggregated-LLD whose estimator is phased (two-stage); empty for any other run."""
+        spec, M = ctx.spec, METHODS[unit.method]
+        phases = []
+        if M.mixture == "recipe" and spec.lld.phases:
+            phases = [(p.until, p.weights, f"lld.phases[{i}].weights") for i, p in enumerate(spec.lld.phases)]
+        elif M.mixture == "aggregate" and not is_inf(unit.tau_setting):
+            name = self.lld.recipe_name(spec, unit.seed, unit.tau_setting)
+            stored = self.store.get_recipe(name).get("provenance", {}).get("phases") or []
+            phases = [(p["until"], p["weights"], f"recipe {name}: phases[{i}]") for i, p in enumerate(stored)]
+        if not phases:
+            return {}
+        return {start: mixture(ctx.corpus.domains, phases[i][1], None, phases[i][2])
+                for start, i in mc.phase_starts([p[0] for p in phases], spec.training.steps)}
 
     def _open_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str) -> RunHandle:
         """The run's row and MLflow child, with the steps it evaluates at."""
@@ -278,9 +289,9 @@ class Engine:
         kl_steps |= sampled
         # a phased recipe switches its mixture at each later phase's first step (an evaluation step, so
         # the new weights are recorded where they start)
-        switches = {s: w for s, w in self._phase_switches(ctx).items() if s > 0} if M.mixture == "recipe" else {}
+        weights, tau = self._initial_mixture(ctx, unit)  # (aggregated-LLD: builds and stores the recipe first)
+        switches = {s: w for s, w in self._phase_switches(ctx, unit).items() if s > 0}
         eval_steps = sorted(kl_steps | (schedule if M.iterative else set()) | set(switches))
-        weights, tau = self._initial_mixture(ctx, unit)
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=unit.method, seed=unit.seed,
                                       parent_id=ctx.parent_id, job_id=self.job_id, config={"eval_steps": eval_steps},
                                       tau_setting=tau_text(unit.tau_setting), tau=tau, target_model_id=ctx.target_id,

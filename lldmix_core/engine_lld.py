@@ -93,6 +93,9 @@ class LLDStages:
                                 "without lld.record_gram); give the spec a new name to rerun pass 1")
             agg = est.fn(p)
             extra = {"estimator": name, "estimator_description": est.description}
+            if est.phases is not None:  # a phased recipe (two-stage): pass 2 trains its phases, in this order
+                extra["phases"] = [{"until": float(u), "weights": dict(zip(corpus.domains, map(float, w)))}
+                                   for u, w in est.phases(p)]
             if name in CONDITIONING:
                 extra["gram_conditioning"] = conditioning(p, *CONDITIONING[name])
         target = self.store.get_run(pass1[0].id)

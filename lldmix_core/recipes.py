@@ -71,8 +71,27 @@ def data_prefix(domain: str) -> str:
     return f"data/{safe_filename(domain)}"
 
 
+# A phased recipe (two-stage aggregated-LLD) also exports its phases, as recipes_phased's JSON
+PHASED_FORMAT = "phases"
+FILE_TYPES[PHASED_FORMAT] = (".phases.json", "application/json")
+
+
+def phases_of(recipe: dict) -> list[dict] | None:
+    """The recipe's phases [{until, weights}, …] when it is phased (trained phase by phase), else None."""
+    return (recipe.get("provenance") or {}).get("phases") or None
+
+
 def render(recipe: dict, fmt: str) -> str:
     """Text of `recipe` ({name, method, weights, provenance}) in format `fmt`."""
+    if fmt == PHASED_FORMAT:
+        from lldmix_core.recipes_phased import phased_to_json  # (it imports this module's check_weights)
+
+        if phases_of(recipe) is None:
+            raise UserError(f"recipe {recipe.get('name')}: has no phases (only a phased estimator's recipe, "
+                            f"e.g. lld.aggregation two-stage, has); export json instead")
+        prov = {k: v for k, v in recipe.get("provenance", {}).items() if k != "phases"}
+        return phased_to_json({"name": recipe["name"], "method": recipe["method"], "phases": phases_of(recipe),
+                               "provenance": prov})
     weights: dict[str, float] = recipe["weights"]
     check_weights(weights, f"recipe {recipe.get('name')}")
     prov = recipe.get("provenance", {})
@@ -130,7 +149,7 @@ def render(recipe: dict, fmt: str) -> str:
             "dataset": {"dataset_folder": {data_prefix(d): w for d, w in drawn.items()}}}}]}
         return f"# {header} for nanotron's Nanoset (weights per tokenized folder)\n# method: {method}\n" \
             + yaml.safe_dump(out, sort_keys=False)
-    raise UserError(f"unknown recipe format {fmt!r}: use one of {', '.join(FORMATS)}")
+    raise UserError(f"unknown recipe format {fmt!r}: use one of {', '.join(FORMATS)} (or {PHASED_FORMAT} for a phased recipe)")
 
 
 LABELS = {"json": "JSON", "yaml": "YAML", "csv": "CSV", "provenance": "provenance (CSV sidecar)",

@@ -335,3 +335,27 @@ def test_benchmark_page_shows_the_leaderboard_ratios_and_mixtures(recovery_smoke
     assert {"truth", "uniform", "paper"} <= shown
     truth = [r["weight"] for r in bars["_rows"] if r["series"] == "truth"]
     assert len(truth) == 9 and abs(sum(truth) - 1) < 1e-6
+
+
+def test_a_phased_recipe_shows_and_downloads_its_phases(tmp_path, monkeypatch):
+    """A two-stage recipe (phases in its provenance) gets its phase table and a phases download beside
+    the usual formats."""
+    import shutil
+
+    from lldmix_core.config import get_settings
+    from lldmix_core.db.engine import upgrade
+    from lldmix_core.db.store import Store
+    from lldmix_core.recipes import FORMATS
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LLDMIX_HOME", str(home))
+    monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
+    upgrade(get_settings().db_url)
+    phases = [{"until": 0.25, "weights": {"Python": 0.8, "C++": 0.2}}, {"until": 1.0, "weights": {"Python": 0.1, "C++": 0.9}}]
+    Store.open(get_settings().db_url).save_recipe(name="two", method="aggregated-lld-two-stage",
+                                                  weights={"Python": 0.3, "C++": 0.7}, provenance={"phases": phases})
+    at = _page(_open_app(home, monkeypatch), "views/recipes.py")
+    buttons = at.get("download_button")
+    assert len(buttons) == len(FORMATS) + 1
+    assert any("until" in df.value.columns for df in at.dataframe)
+    shutil.rmtree(home, ignore_errors=True)

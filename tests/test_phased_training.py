@@ -129,3 +129,55 @@ def test_the_switch_is_stored_where_it_happens(phased_run):
     last = max(weights)
     assert last == 8 and weights[last]["C++"] == pytest.approx(1.0)
     assert np.isfinite(run.sampled_bits_per_byte) and run.sampled_bits_per_byte >= 0
+
+
+TWO_STAGE = SPEC.replace("methods: [fixed]", "methods: [iterative-lld, aggregated-lld]").replace(
+    """lld:
+  unit: token
+  phases:
+    - {until: 0.5, weights: {Python: 1.0}}
+    - {until: 1.0, weights: {C++: 1.0}}""", "lld: {unit: token, tau: 0.05, aggregation: two-stage}").replace(
+    "steps: 8, batch_size", "steps: 12, batch_size")
+
+
+def test_two_stage_aggregated_lld_trains_its_phases_and_exports_them(tmp_path, monkeypatch):
+    """lld.aggregation: two-stage: pass 2 starts on the early phase, switches to the late one at the
+    phase's first step, and `lldmix recipe export --format phases` writes the phases the run trained."""
+    from lldmix_core import engine as engine_mod
+    from lldmix_core.config import get_settings
+    from lldmix_core.db.engine import upgrade
+    from lldmix_core.db.store import Store
+    from lldmix_core.estimators import ESTIMATORS
+    from lldmix_core.pass1 import pass1_of
+    from lldmix_core.recipes import export
+    from lldmix_core.recipes_phased import load_phased
+    from lldmix_core.spec import RunSpec
+
+    monkeypatch.setenv("LLDMIX_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = get_settings()
+    upgrade(settings.db_url)
+    store = Store.open(settings.db_url)
+    spec = RunSpec.model_validate(yaml.safe_load(TWO_STAGE))
+    outcome = engine_mod.Engine(store, settings, verbose=False).run(spec)
+    runs = {r.method: store.get_run(r.run_id) for r in outcome.runs}
+    domains = list(store.get_corpus(runs["iterative-lld"].corpus_id).domains)
+    want = ESTIMATORS["two-stage"].phases(pass1_of(store, runs["iterative-lld"], spec, domains))
+    (_, recipe), = [(r["name"], r) for r in store.list_recipes()]
+    assert [p["until"] for p in recipe["provenance"]["phases"]] == pytest.approx([u for u, _ in want])
+    switch = int(round(want[0][0] * 12))
+    assert 0 < switch < 12
+    stored = store.get_weights(runs["aggregated-lld"].id)
+    assert switch in stored, f"no weights stored at the switch step {switch}: {sorted(stored)}"
+    early = np.array([stored[0][d] for d in domains])
+    late = np.array([stored[switch][d] for d in domains])
+    assert np.allclose(early, want[0][1], atol=1e-9) and np.allclose(late, want[1][1], atol=1e-9)
+    assert not np.allclose(early, late, atol=1e-3)  # the run really changed mixture
+    out = tmp_path / "two.phases.json"
+    export(recipe, "phases", out)
+    back = load_phased(out)
+    assert [p["until"] for p in back["phases"]] == pytest.approx([u for u, _ in want])
+    assert [back["phases"][1]["weights"][d] for d in domains] == pytest.approx(list(want[1][1]))
+    with pytest.raises(Exception, match="has no phases"):
+        export({**recipe, "provenance": {}}, "phases", tmp_path / "x.json")

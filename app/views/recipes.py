@@ -4,7 +4,7 @@ lldmix exports, each with the snippet that uses it."""
 import streamlit as st
 
 import ui_data as data
-from lldmix_core.recipes import FILE_TYPES, FORMATS, LABELS, download_name, render, usage
+from lldmix_core.recipes import FILE_TYPES, FORMATS, LABELS, PHASED_FORMAT, download_name, phases_of, render, usage
 
 st.title("Recipes")
 recipes = data.recipes(data.version())
@@ -16,6 +16,12 @@ st.caption("Each format is read back by its library in the tests (docs/RECIPES.m
 for r in recipes:
     with st.expander(f"{r['name']} — {r['method']}", expanded=len(recipes) <= 3):
         st.dataframe([{"domain": d, "weight": w} for d, w in r["weights"].items()], hide_index=True)
+        if phases_of(r):  # a two-stage recipe trains phase by phase; the weights above are its summary
+            st.caption("Phased recipe: pass 2 trained these phases in turn (until = fraction of the run).")
+            st.dataframe([{"until": p["until"], **p["weights"]} for p in phases_of(r)], hide_index=True)
+            st.download_button("Download phases (JSON)", render(r, PHASED_FORMAT),
+                               file_name=download_name(r, PHASED_FORMAT), mime=FILE_TYPES[PHASED_FORMAT][1],
+                               key=f"dl-{r['id']}-{PHASED_FORMAT}")
         st.json(r["provenance"], expanded=False)
         for fmt, tab in zip(FORMATS, st.tabs([LABELS[f] for f in FORMATS])):
             with tab:
