@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 import stat
@@ -30,6 +29,8 @@ import yaml
 
 from lldmix_core.atomic import atomic_write_bytes
 from lldmix_core.errors import UserError
+from lldmix_core.recipe_check import check_weights  # noqa: F401  (re-exported: recipes.check_weights)
+from lldmix_core.recipes_phased import phased_to_json
 
 FORMATS = ("json", "yaml", "csv", "provenance", "hf", "mosaic", "olmo", "megatron", "nanotron")
 TRAINER_FORMATS = ("hf", "mosaic", "olmo", "megatron", "nanotron")
@@ -47,17 +48,6 @@ def safe_filename(name: str) -> str:
     """A file name from a recipe/run name: letters, digits, '.', '_', '-' only; never a path."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "recipe"
     return cleaned[:120]
-
-
-def check_weights(weights: dict[str, float], what: str = "recipe") -> None:
-    if not weights:
-        raise UserError(f"{what}: no domains")
-    for d, w in weights.items():
-        if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            raise UserError(f"{what}: weight of {d!r} must be finite and ≥ 0, got {w}")
-    total = sum(weights.values())
-    if abs(total - 1.0) > 1e-6:
-        raise UserError(f"{what}: weights sum to {total:.6f}, not 1")
 
 
 def positive_weights(weights: dict[str, float]) -> dict[str, float]:
@@ -84,8 +74,6 @@ def phases_of(recipe: dict) -> list[dict] | None:
 def render(recipe: dict, fmt: str) -> str:
     """Text of `recipe` ({name, method, weights, provenance}) in format `fmt`."""
     if fmt == PHASED_FORMAT:
-        from lldmix_core.recipes_phased import phased_to_json  # (it imports this module's check_weights)
-
         if phases_of(recipe) is None:
             raise UserError(f"recipe {recipe.get('name')}: has no phases (only a phased estimator's recipe, "
                             f"e.g. lld.aggregation two-stage, has); export json instead")

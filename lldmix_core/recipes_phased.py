@@ -17,7 +17,7 @@ import numpy as np
 
 from lldmix_core.atomic import atomic_write_bytes
 from lldmix_core.errors import UserError
-from lldmix_core.recipes import check_weights
+from lldmix_core.recipe_check import check_weights
 
 
 def check_phased(recipe: dict, what: str = "phased recipe") -> None:

@@ -38,11 +38,15 @@ def annealed_tau(step: float, first_step: float, last_step: float, tau_start: fl
     if not last_step > first_step:
         raise ValueError("last_step must be after first_step")
     p = min(1.0, max(0.0, (step - first_step) / (last_step - first_step)))
+    # linear as (1 − p)·a + p·b, not a + p·(b − a), so the ends are exactly τ_start and τ_end (the latter
+    # form gave 0.00099999… for 257 → 0.001); both shapes clipped into [min, max] against rounding
     if shape == "geometric":
-        return float(tau_start * (tau_end / tau_start) ** p)
-    if shape == "linear":
-        return float(tau_start + p * (tau_end - tau_start))
-    raise ValueError(f"tau schedule shape must be one of {SHAPES}, got {shape!r}")
+        tau = tau_end if p == 1.0 else tau_start * (tau_end / tau_start) ** p
+    elif shape == "linear":
+        tau = (1.0 - p) * tau_start + p * tau_end
+    else:
+        raise ValueError(f"tau schedule shape must be one of {SHAPES}, got {shape!r}")
+    return float(min(max(tau_start, tau_end), max(min(tau_start, tau_end), tau)))
 
 
 def annealed_taus(steps, tau_start: float, tau_end: float, shape: str = "geometric") -> np.ndarray:

@@ -1,0 +1,20 @@
+"""One check shared by every kind of recipe: weights are a distribution over domains (no torch, no
+I/O; imported by recipes, recipes_phased and the store)."""
+
+from __future__ import annotations
+
+import math
+
+from lldmix_core.errors import UserError
+
+
+def check_weights(weights: dict[str, float], what: str = "recipe") -> None:
+    """Raise UserError (one line, naming `what` and the domain) unless the weights are finite, ≥ 0, sum to 1."""
+    if not weights:
+        raise UserError(f"{what}: no domains")
+    for d, w in weights.items():
+        if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise UserError(f"{what}: weight of {d!r} must be finite and ≥ 0, got {w}")
+    total = sum(weights.values())
+    if abs(total - 1.0) > 1e-6:
+        raise UserError(f"{what}: weights sum to {total:.6f}, not 1")
