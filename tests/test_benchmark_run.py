@@ -150,7 +150,7 @@ def test_pass2_file_from_the_benchmark_judges_recipes_by_the_sampled_kl(recovery
     run_cli("results", "runs/recovery-smoke.yaml", "--out", str(doc), "--only-finished", env=env)
     run_cli("results", str(p2), "--out", str(doc), "--only-finished", env=env)
     both = doc.read_text()
-    assert both.count("## Pass 2: final KL to the target") == 1 and both.count("## Leaderboard") == 2
+    assert both.count("## Pass 2: final KL to the target") == 1 and both.count("## Leaderboard") == 1 and "# Pass 2 of the recovery benchmark: `p2`" in both
     assert both.index("<!-- lldmix results: p2 -->") < both.index("<!-- lldmix results: recovery-smoke -->")
     bad = run_cli("results", str(p2), "--out", str(tmp_path / "nope" / "x.md"), env=env, check=False)
     assert bad.returncode != 0 and "--out" in bad.stderr + bad.stdout

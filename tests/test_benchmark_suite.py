@@ -191,3 +191,33 @@ def test_an_estimator_missing_on_some_pairs_is_shown_with_its_n_but_not_ranked()
     assert {r.estimator: r.n for r in rows} == {"calibrated": 2, "late50": 4, PAPER: 4}
     text = "\n".join(verdict(rows, pairs))
     assert "Best estimator: `late50`" in text and "`calibrated` could be computed on 2 of 4 pairs only" in text
+
+
+def _p2(method, diff, se, seed=0, truth="t"):
+    from lldmix_core.benchmark.leaderboard import Pass2Row
+
+    return Pass2Row("S", truth, seed, method, 0.1 + diff, 0.003, diff, se, 1.0, None, "abc1234567", "7b0fd6fa1fda")
+
+
+def test_pass2_verdict_counts_wins_beyond_two_standard_errors():
+    from lldmix_core.benchmark.report import pass2_verdict
+
+    rows = [_p2("fixed", -0.010, 0.002, 0), _p2("fixed", -0.003, 0.002, 1),   # a win, a tie (1.5 se)
+            _p2("fixed", +0.008, 0.002, 2), _p2("fixed", -0.005, 0.001, 3),   # a loss, a win
+            _p2("iterative-lld", -0.020, 0.002, 0)]
+    text = "\n".join(pass2_verdict(rows))
+    assert "`fixed`: closer to the target than uniform on 2 of 4 (target, seed) cases, farther on 1" in text
+    assert f"median paired difference {np.median([-0.010, -0.003, 0.008, -0.005]):+.4f}" in text
+    assert "too few cases for an interval" in text  # 4 cases: no distribution-free 95 % interval exists
+    assert "goal (closer than uniform by more than 2 se on ≥ 90 % of cases) is met by `iterative-lld`." in text
+
+
+def test_a_pass2_only_file_renders_its_verdict_and_provenance():
+    from lldmix_core.benchmark.report import render
+
+    b = load_benchmark(ROOT / "runs" / "recovery-pass2-auto-range.yaml")
+    cells = expand(b)
+    doc = render(b, cells, [], "lldmix results X --out Y", [_p2("fixed", -0.01, 0.002)])
+    assert doc.startswith("# Pass 2 of the recovery benchmark: `recovery-pass2-auto-range`")
+    assert "**1 of 14**" in doc and "abc1234567" in doc and "7b0fd6fa1fda" in doc
+    assert "## Leaderboard" not in doc and "| S | t | 0 | fixed |" in doc

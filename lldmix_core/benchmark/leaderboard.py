@@ -163,6 +163,9 @@ class Pass2Row:
     diff_se: float
     modelmap_bits_per_byte: float
     recipe_ratio: float | None  # the recipe's recovery ratio (fixed-mixture methods), else None
+    git_commit: str | None = None  # the code that made the run
+    corpus_hash: str | None = None  # the evaluation corpus of the run
+    phased: bool = False  # the run trained a phased recipe (its weights changed during the run)
 
 
 def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
@@ -192,10 +195,13 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
                 continue
             w = store.get_weights(run.id)
             ratio = None
-            if METHODS[method].mixture in ("recipe", "aggregate") and w:
+            phased = len({tuple(sorted(v.items())) for v in w.values()}) > 1 if w else False
+            if METHODS[method].mixture in ("recipe", "aggregate") and w and not phased:
                 first = w[min(w)]
                 truth = np.array([c.weights[k] for k in first])
                 ratio = float(mc.recovery_ratio(np.array(list(first.values())), truth))
             out.append(Pass2Row(c.cell, c.truth, seed, method, s.bits_per_byte, s.stderr_bits_per_byte or float("nan"),
-                                d[0], d[1], mm.bits_per_byte if mm else float("nan"), ratio))
+                                d[0], d[1], mm.bits_per_byte if mm else float("nan"), ratio, run.git_commit,
+                                store.get_corpus(run.corpus_id).content_hash if run.corpus_id else None,
+                                phased and METHODS[method].mixture in ("recipe", "aggregate")))
     return out
