@@ -138,3 +138,20 @@ def mixture_bars(df: pd.DataFrame, series: list[str]) -> alt.Chart:
         x=alt.X("domain:N", title=None), xOffset=alt.XOffset("series:N", sort=series),
         y=alt.Y("weight:Q", title="domain weight"), color=alt.Color("series:N", scale=scale, legend=_legend("mixture")),
         tooltip=["series", "domain", alt.Tooltip("weight:Q", format=".3f")]).properties(height=280)
+
+
+def pass2_differences(df: pd.DataFrame) -> alt.Chart:
+    """Pass 2: each method's final sampled KL minus uniform's on the same draws, per (cell, truth, seed),
+    with ±2 se bars and a rule at 0 (left of it: closer to the target than uniform).
+    df: case, method, diff_vs_uniform, diff_se (bits/byte)."""
+    d = df.assign(lo=df.diff_vs_uniform - 2 * df.diff_se, hi=df.diff_vs_uniform + 2 * df.diff_se)
+    color = alt.Color("method:N", scale=method_scale(sorted(d.method.unique())), legend=_legend("method"))
+    y = alt.Y("case:N", title=None, sort=sorted(d.case.unique()))
+    offset = alt.YOffset("method:N")
+    bars = alt.Chart(d).mark_rule().encode(x=alt.X("lo:Q", title="sampled KL − uniform's (bits/byte, paired; ±2 se)"),
+                                           x2="hi:Q", y=y, yOffset=offset, color=color)
+    points = alt.Chart(d).mark_circle(size=60).encode(
+        x="diff_vs_uniform:Q", y=y, yOffset=offset, color=color,
+        tooltip=["case", "method", alt.Tooltip("diff_vs_uniform:Q", format="+.4f"), alt.Tooltip("diff_se:Q", format=".4f")])
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color=BASE_COLOR).encode(x="x:Q")
+    return (bars + points + zero).properties(height=max(200, 30 * d.case.nunique()))

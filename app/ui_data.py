@@ -229,3 +229,15 @@ def benchmark_results(file_name: str, v: str) -> tuple[pd.DataFrame, pd.DataFram
                 mixes.append({"pair": pair, "series": name, "domain": d, "weight": float(x)})
     expected = sum(len(c.spec.seeds) for c in cells if not c.is_reference)
     return board, pd.DataFrame(ratios), pd.DataFrame(mixes), expected
+
+
+@st.cache_data(ttl=60)
+def benchmark_pass2(file_name: str, v: str) -> pd.DataFrame:
+    """One row per pass-2 method and (cell, truth, seed) of runs/<file_name>: final sampled KL and its
+    paired difference to uniform (bits/byte), from what is finished in the database."""
+    from lldmix_core.benchmark.leaderboard import pass2
+    from lldmix_core.benchmark.suite import expand, load_benchmark
+
+    rows = pass2(store(), expand(load_benchmark(RUNS_DIR / file_name)))
+    df = pd.DataFrame([dataclasses.asdict(r) for r in rows])
+    return df.assign(case=df.cell + " · " + df.truth + " · seed " + df.seed.astype(str)) if len(df) else df

@@ -359,3 +359,27 @@ def test_a_phased_recipe_shows_and_downloads_its_phases(tmp_path, monkeypatch):
     assert len(buttons) == len(FORMATS) + 1
     assert any("until" in df.value.columns for df in at.dataframe)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def test_pass2_chart_draws_each_case_with_two_se_bars(monkeypatch):
+    """The Benchmark page's pass-2 chart: one point per (case, method) at its paired difference, a bar
+    from −2 se to +2 se around it, a rule at 0; methods in their registry colours."""
+    import sys
+
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(Path(APP).parent))
+    sys.modules.pop("ui_charts", None)
+    import ui_charts
+
+    from lldmix_core.methods import color_of
+
+    df = pd.DataFrame({"case": ["S · a · seed 0", "S · a · seed 0", "S · b · seed 1"],
+                       "method": ["fixed", "aggregated-lld", "fixed"],
+                       "diff_vs_uniform": [-0.010, 0.004, 0.001], "diff_se": [0.002, 0.001, 0.003]})
+    spec = ui_charts.pass2_differences(df).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert [v for r in rows for v in (r["lo"], r["hi"])] == pytest.approx([-0.014, -0.006, 0.002, 0.006, -0.005, 0.007])
+    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    assert dict(zip(scale["domain"], scale["range"])) == {m: color_of(m) for m in ("fixed", "aggregated-lld")}
+    assert any(layer["mark"]["type"] == "rule" and layer["encoding"]["x"]["field"] == "x" for layer in spec["layer"])

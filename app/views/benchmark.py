@@ -14,9 +14,21 @@ if not files:
     st.stop()
 chosen = st.selectbox("Benchmark file in runs/", files, index=files.index("recovery.yaml") if "recovery.yaml" in files else 0)
 board, ratios, mixes, expected = data.benchmark_results(chosen, data.version())
+p2 = data.benchmark_pass2(chosen, data.version())
+if len(p2):
+    st.subheader("Pass 2: closer to the target than uniform?")
+    st.caption("Final sampled KL(target ‖ model) minus uniform's, paired on the same draws (bits/byte): left of "
+               "the dashed line is closer to the target. A case counts only beyond 2 standard errors.")
+    summary = p2.groupby("method").apply(lambda g: {
+        "cases": len(g), "closer (> 2 se)": int((g.diff_vs_uniform < -2 * g.diff_se).sum()),
+        "farther (> 2 se)": int((g.diff_vs_uniform > 2 * g.diff_se).sum()),
+        "median difference (bits/byte)": float(g.diff_vs_uniform.median())}, include_groups=False)
+    st.dataframe([{"method": m, **v} for m, v in summary.items()], hide_index=True)
+    st.altair_chart(charts.pass2_differences(p2), width="stretch")
 if board.empty:
-    st.info(f"No finished pass 1 of {chosen} in the database yet: `lldmix run runs/{chosen}` runs it "
-            "(or queue its cells' specs).")
+    if not len(p2):
+        st.info(f"No finished pass 1 of {chosen} in the database yet: `lldmix run runs/{chosen}` runs it "
+                "(or queue its cells' specs).")
     st.stop()
 n_pairs = ratios["pair"].nunique()
 st.caption(f"{n_pairs} of {expected} (target, seed) pairs finished. Recovery ratio = KL(estimate ‖ truth) / "
