@@ -441,9 +441,9 @@ def _benchmark_results(path: Path, out: Path, *, run_first: bool) -> None:
     store = _store()
     pairs = collect(store, cells)
     flag = " --only-finished" if not run_first else ""
-    _write_results_section(out, b.benchmark, render(b, cells, pairs, f"lldmix results {path} --out {out}{flag}",
-                                                     pass2(store, cells)))
-    typer.echo(f"results: wrote section {b.benchmark!r} of {out} ({len(pairs)} pairs)")
+    rows = pass2(store, cells)
+    _write_results_section(out, b.benchmark, render(b, cells, pairs, f"lldmix results {path} --out {out}{flag}", rows))
+    typer.echo(f"results: wrote section {b.benchmark!r} of {out} ({len(pairs)} pass-1 pairs, {len(rows)} pass-2 rows)")
 
 
 def _check_corpus_files(spec, settings) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core.estimators import ESTIMATORS, PAPER
 from lldmix_core.benchmark.leaderboard import LeaderRow, PairResult, Pass2Row, by_group, leaderboard, skew_label
-from lldmix_core.benchmark.suite import BenchmarkCell, BenchmarkSpec
+from lldmix_core.benchmark.suite import BenchmarkCell, BenchmarkSpec, kl_uniform_to
 
 PAPER_RATIO = 0.686 / 0.819  # the paper's §4.2: KL(aggregated ‖ truth) / KL(uniform ‖ truth)
 
@@ -96,7 +96,24 @@ def render_pass2_file(b: BenchmarkSpec, cells: list[BenchmarkCell], rows: list[P
          f"Code: commit(s) {', '.join(commits) or '—'}; corpus {', '.join(corpora) or '—'}; "
          f"seeds {sorted({r.seed for r in rows})}.", "", "## Verdict", ""]
     L += pass2_verdict(rows) if rows else ["Nothing finished yet."]
-    return "\n".join(L + render_pass2(rows)) + "\n"
+    L += render_pass2(rows)
+    if rows:
+        kl_u = {c.truth: kl_uniform_to(c.weights) for c in cells if not c.is_reference}
+        L += ["", "## By truth (how far the truth is from uniform)", "",
+              "Per truth and method: the cases, how many are closer / farther than uniform beyond 2 se, and the "
+              "paired differences (bits/byte) seed by seed.", "",
+              "| truth | KL(uniform ‖ truth) nats | skew | method | closer / farther | paired differences |",
+              "|---|---|---|---|---|---|"]
+        for t in sorted(kl_u, key=kl_u.get):
+            for m in dict.fromkeys(r.method for r in rows):
+                mine = [r for r in rows if r.truth == t and r.method == m]
+                if not mine:
+                    continue
+                wins = sum(r.diff_vs_uniform < -2 * r.diff_se for r in mine)
+                losses = sum(r.diff_vs_uniform > 2 * r.diff_se for r in mine)
+                L.append(f"| {t} | {kl_u[t]:.3f} | {skew_label(kl_u[t])} | {m} | {wins} / {losses} | "
+                         + ", ".join(f"{r.diff_vs_uniform:+.4f}" for r in sorted(mine, key=lambda r: r.seed)) + " |")
+    return "\n".join(L) + "\n"
 
 
 def render(b: BenchmarkSpec, cells: list[BenchmarkCell], pairs: list[PairResult], command: str,
