@@ -221,3 +221,7 @@ def test_a_pass2_only_file_renders_its_verdict_and_provenance():
     assert doc.startswith("# Pass 2 of the recovery benchmark: `recovery-pass2-auto-range`")
     assert "**1 of 14**" in doc and "abc1234567" in doc and "7b0fd6fa1fda" in doc
     assert "## Leaderboard" not in doc and "| S | t | 0 | fixed |" in doc
+    doc = render(b, cells, [], "cmd", [_p2("fixed", -0.01, 0.002, 0, "dir-a0.7-s2"), _p2("fixed", 0.003, 0.002, 1, "dir-a0.7-s2")])
+    w = truth_weights(tuple(b.domains), next(t for t in b.truths if t.name == "dir-a0.7-s2"))
+    kl_u = float(np.sum(np.log((1 / 9) / np.array(list(w.values())))) / 9)  # KL(uniform ‖ truth), by hand
+    assert f"| dir-a0.7-s2 | {kl_u:.3f} | strong | fixed | 1 / 0 | -0.0100, +0.0030 |" in doc
