@@ -291,7 +291,9 @@ class Engine:
         # the new weights are recorded where they start)
         weights, tau = self._initial_mixture(ctx, unit)  # (aggregated-LLD: builds and stores the recipe first)
         switches = {s: w for s, w in self._phase_switches(ctx, unit).items() if s > 0}
-        eval_steps = sorted(kl_steps | (schedule if M.iterative else set()) | set(switches))
+        # a phased run is evaluated where each phase starts, step 0 included, so every phase's weights are
+        # stored where they come into force
+        eval_steps = sorted(kl_steps | (schedule if M.iterative else set()) | (set(switches) | {0} if switches else set()))
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=unit.method, seed=unit.seed,
                                       parent_id=ctx.parent_id, job_id=self.job_id, config={"eval_steps": eval_steps},
                                       tau_setting=tau_text(unit.tau_setting), tau=tau, target_model_id=ctx.target_id,

@@ -26,6 +26,7 @@ corpus: {local: true, eval_per_domain: 2}
 arch: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 32}
 target: {train: {steps: 4, seed: 99, multipliers: {Python: 3.0}}}
 training: {steps: 8, batch_size: 2, lr: 1.0e-2, warmup_steps: 1, checkpoint_every: 100}
+eval_steps: [8]
 methods: [fixed]
 lld:
   unit: token
@@ -128,10 +129,11 @@ def test_the_switch_is_stored_where_it_happens(phased_run):
     assert weights[0]["Python"] == pytest.approx(1.0) and weights[4]["C++"] == pytest.approx(1.0)
     last = max(weights)
     assert last == 8 and weights[last]["C++"] == pytest.approx(1.0)
+    assert sorted(weights) == [0, 4, 8]  # evaluated only at the end, and where each phase starts
     assert np.isfinite(run.sampled_bits_per_byte) and run.sampled_bits_per_byte >= 0
 
 
-TWO_STAGE = SPEC.replace("methods: [fixed]", "methods: [iterative-lld, aggregated-lld]").replace(
+TWO_STAGE = SPEC.replace("eval_steps: [8]\n", "").replace("methods: [fixed]", "methods: [iterative-lld, aggregated-lld]").replace(
     """lld:
   unit: token
   phases:

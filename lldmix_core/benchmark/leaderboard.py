@@ -195,13 +195,16 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
                 continue
             w = store.get_weights(run.id)
             ratio = None
-            phased = len({tuple(sorted(v.items())) for v in w.values()}) > 1 if w else False
-            if METHODS[method].mixture in ("recipe", "aggregate") and w and not phased:
+            mixture = METHODS[method].mixture
+            phased = (mixture == "recipe" and bool(c.spec.lld.phases)) or \
+                (mixture == "aggregate" and c.spec.lld.aggregation in ESTIMATORS
+                 and ESTIMATORS[c.spec.lld.aggregation].phases is not None)
+            if mixture in ("recipe", "aggregate") and w and not phased:
                 first = w[min(w)]
                 truth = np.array([c.weights[k] for k in first])
                 ratio = float(mc.recovery_ratio(np.array(list(first.values())), truth))
             out.append(Pass2Row(c.cell, c.truth, seed, method, s.bits_per_byte, s.stderr_bits_per_byte or float("nan"),
                                 d[0], d[1], mm.bits_per_byte if mm else float("nan"), ratio, run.git_commit,
                                 store.get_corpus(run.corpus_id).content_hash if run.corpus_id else None,
-                                phased and METHODS[method].mixture in ("recipe", "aggregate")))
+                                phased))
     return out
