@@ -75,7 +75,7 @@ def test_rerun_finds_everything_and_results_write_the_leaderboard(recovery_smoke
     assert out.count("nothing to do") == 13 and ": training " not in out, out
     doc = tmp_path / "recovery.md"
     res = run_cli("results", "runs/recovery-smoke.yaml", "--out", str(doc), "--only-finished", env=env)
-    assert "6 pairs" in res.stdout
+    assert "(6 pass-1 pairs, 0 pass-2 rows)" in res.stdout
     text = doc.read_text()
     assert "Pairs (target, seed) with a finished pass 1: **6 of 6**" in text
     assert "| `paper` | paper | 6 |" in text and "Best estimator" in text

@@ -17,6 +17,11 @@ def _ci(lo: float, hi: float) -> str:
     return f"[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else "[—]"
 
 
+def _num(x: float) -> str:
+    """A ratio to 3 decimals, or — where the estimator could not be computed (no reference target yet)."""
+    return f"{x:.3f}" if np.isfinite(x) else "—"
+
+
 def _pct_ci(lo: float, hi: float) -> str:
     return f"[{lo:.0%}, {hi:.0%}]"
 
@@ -154,7 +159,7 @@ def render(b: BenchmarkSpec, cells: list[BenchmarkCell], pairs: list[PairResult]
               "|---|---|" + "---|" * len(shown)]
         for g, med in groups.items():
             n = sum(1 for p in pairs if key(p) == g)
-            L.append(f"| {g} | {n} | " + " | ".join(f"{med.get(s, float('nan')):.3f}" for s in shown) + " |")
+            L.append(f"| {g} | {n} | " + " | ".join(_num(med.get(s, float("nan"))) for s in shown) + " |")
     cond = [n for n in ESTIMATORS if all(n in p.conditioning for p in pairs)] if pairs else []
     if cond:
         L += ["", "## Adjusted variants: the Gram systems they solved", "",
@@ -172,7 +177,7 @@ def render(b: BenchmarkSpec, cells: list[BenchmarkCell], pairs: list[PairResult]
           + " | pass-1 run |", "|---|---|---|---|" + "---|" * len(shown) + "---|"]
     for p in pairs:
         L.append(f"| {p.cell} | {p.truth} | {p.seed} | {p.kl_uniform_nats:.3f} | "
-                 + " | ".join(f"{p.ratios.get(s, float('nan')):.3f}" for s in shown) + f" | {p.run_id} |")
+                 + " | ".join(_num(p.ratios.get(s, float("nan"))) for s in shown) + f" | {p.run_id} |")
     L += render_pass2(p2 or [])
     return "\n".join(L) + "\n"
 
