@@ -249,14 +249,11 @@ class Engine:
         """The run's mixture at step 0 (for a fixed-mixture method, the whole run's) and its τ if known."""
         spec, corpus, M = ctx.spec, ctx.corpus, METHODS[unit.method]
         drawn_from = METHODS.get(spec.distill.mixture) if M.needs_teacher else None
-        if M.mixture == "recipe" and spec.lld.phases:
-            return self._phase_switches(ctx, unit)[0], None
-        if M.mixture == "recipe":
-            return mixture(corpus.domains, spec.lld.recipe, None, "lld.recipe"), None
+        if M.mixture == "recipe":  # (a phased recipe's first phase; _open_run applies the phases)
+            weights = spec.lld.recipe if spec.lld.recipe is not None else spec.lld.phases[0].weights
+            return mixture(corpus.domains, weights, None, "lld.recipe"), None
         if M.mixture == "aggregate":
-            agg, tau = self.lld.aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
-            switches = self._phase_switches(ctx, unit)
-            return (switches[0] if switches else agg), tau
+            return self.lld.aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
         if drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
             return self.lld.aggregate(spec, corpus, unit.seed, spec.lld.taus[0], ctx.target_id)[0], None
         return ctx.prior, None  # iterative methods: replaced at step 0 by the first estimate
@@ -287,13 +284,15 @@ class Engine:
         s = spec.kl.sampled
         sampled = sampled_steps(s.n_samples, s.steps, kl_steps, steps)
         kl_steps |= sampled
-        # a phased recipe switches its mixture at each later phase's first step (an evaluation step, so
-        # the new weights are recorded where they start)
         weights, tau = self._initial_mixture(ctx, unit)  # (aggregated-LLD: builds and stores the recipe first)
-        switches = {s: w for s, w in self._phase_switches(ctx, unit).items() if s > 0}
-        # a phased run is evaluated where each phase starts, step 0 included, so every phase's weights are
+        # a phased recipe starts on its first kept phase and switches at each later phase's first step; a
+        # phased run is evaluated where each phase starts, step 0 included, so every phase's weights are
         # stored where they come into force
-        eval_steps = sorted(kl_steps | (schedule if M.iterative else set()) | (set(switches) | {0} if switches else set()))
+        phases = self._phase_switches(ctx, unit)
+        if phases:
+            weights = phases[0]
+        switches = {s: w for s, w in phases.items() if s > 0}
+        eval_steps = sorted(kl_steps | (schedule if M.iterative else set()) | (set(phases) if switches else set()))
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=unit.method, seed=unit.seed,
                                       parent_id=ctx.parent_id, job_id=self.job_id, config={"eval_steps": eval_steps},
                                       tau_setting=tau_text(unit.tau_setting), tau=tau, target_model_id=ctx.target_id,

@@ -41,7 +41,10 @@ FILE_TYPES = {
     "hf": (".hf.py", "text/x-python"), "mosaic": (".mosaic.yaml", "application/x-yaml"),
     "olmo": (".olmo.yaml", "application/x-yaml"), "megatron": (".megatron.txt", "text/plain"),
     "nanotron": (".nanotron.yaml", "application/x-yaml"),
+    "phases": (".phases.json", "application/json"),  # PHASED_FORMAT
 }
+# A phased recipe (two-stage aggregated-LLD) also exports its phases, as recipes_phased's JSON
+PHASED_FORMAT = "phases"
 
 
 def safe_filename(name: str) -> str:
@@ -61,9 +64,6 @@ def data_prefix(domain: str) -> str:
     return f"data/{safe_filename(domain)}"
 
 
-# A phased recipe (two-stage aggregated-LLD) also exports its phases, as recipes_phased's JSON
-PHASED_FORMAT = "phases"
-FILE_TYPES[PHASED_FORMAT] = (".phases.json", "application/json")
 
 
 def phases_of(recipe: dict) -> list[dict] | None:

@@ -173,6 +173,13 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
     from lldmix_core.paired import paired_sampled_difference
 
     out = []
+    hashes: dict[int, str] = {}
+
+    def corpus_hash(corpus_id: int | None) -> str | None:  # one lookup per corpus, not per run
+        if corpus_id is not None and corpus_id not in hashes:
+            hashes[corpus_id] = store.get_corpus(corpus_id).content_hash
+        return hashes.get(corpus_id)
+
     for c in cells:
         parent = None if c.is_reference else _parent(store, c.spec)
         if parent is None:
@@ -205,6 +212,6 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
                 ratio = float(mc.recovery_ratio(np.array(list(first.values())), truth))
             out.append(Pass2Row(c.cell, c.truth, seed, method, s.bits_per_byte, s.stderr_bits_per_byte or float("nan"),
                                 d[0], d[1], mm.bits_per_byte if mm else float("nan"), ratio, run.git_commit,
-                                store.get_corpus(run.corpus_id).content_hash if run.corpus_id else None,
+                                corpus_hash(run.corpus_id),
                                 phased))
     return out

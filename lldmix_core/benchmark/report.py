@@ -65,6 +65,12 @@ def verdict(rows: list[LeaderRow], pairs: list[PairResult]) -> list[str]:
     return out
 
 
+def wins_losses(rows: list[Pass2Row]) -> tuple[int, int]:
+    """(cases closer to the target than uniform, cases farther), each only beyond 2 paired se."""
+    return (sum(r.diff_vs_uniform < -2 * r.diff_se for r in rows),
+            sum(r.diff_vs_uniform > 2 * r.diff_se for r in rows))
+
+
 def pass2_verdict(rows: list[Pass2Row]) -> list[str]:
     """Per pass-2 method: how often it is closer to the target than uniform (beyond 2 se, paired on the
     same draws), the median paired difference with its interval, and the issue's pass-2 goal."""
@@ -73,8 +79,7 @@ def pass2_verdict(rows: list[Pass2Row]) -> list[str]:
     for m in dict.fromkeys(r.method for r in rows):
         mine = [r for r in rows if r.method == m]
         d = np.array([r.diff_vs_uniform for r in mine])
-        wins = sum(r.diff_vs_uniform < -2 * r.diff_se for r in mine)
-        losses = sum(r.diff_vs_uniform > 2 * r.diff_se for r in mine)
+        wins, losses = wins_losses(mine)
         if wins >= 0.9 * len(mine):
             met.append(m)
         out.append(f"- `{m}`: closer to the target than uniform on {wins} of {len(mine)} (target, seed) cases, "
@@ -114,8 +119,7 @@ def render_pass2_file(b: BenchmarkSpec, cells: list[BenchmarkCell], rows: list[P
                 mine = [r for r in rows if r.truth == t and r.method == m]
                 if not mine:
                     continue
-                wins = sum(r.diff_vs_uniform < -2 * r.diff_se for r in mine)
-                losses = sum(r.diff_vs_uniform > 2 * r.diff_se for r in mine)
+                wins, losses = wins_losses(mine)
                 L.append(f"| {t} | {kl_u[t]:.3f} | {skew_label(kl_u[t])} | {m} | {wins} / {losses} | "
                          + ", ".join(f"{r.diff_vs_uniform:+.4f}" for r in sorted(mine, key=lambda r: r.seed)) + " |")
     return "\n".join(L) + "\n"
@@ -203,8 +207,7 @@ def render_pass2(rows: list[Pass2Row]) -> list[str]:
           "|---|---|---|---|---|"]
     for m in dict.fromkeys(r.method for r in rows):
         mine = [r for r in rows if r.method == m]
-        wins = sum(r.diff_vs_uniform < -2 * r.diff_se for r in mine)
-        losses = sum(r.diff_vs_uniform > 2 * r.diff_se for r in mine)
+        wins, losses = wins_losses(mine)
         L.append(f"| {m} | {len(mine)} | {wins} | {losses} | {float(np.median([r.diff_vs_uniform for r in mine])):+.4f} |")
     if any(r.phased for r in rows):
         L += ["", "A phased recipe's ratio is left out (—): its mixture changes during the run; the recovery "
