@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lldmix_core import mathcore as mc
-from lldmix_core.errors import UserError
-from lldmix_core.models import load_model
+from lldmix_core.evaluate import load_stored_model
 from lldmix_core.outcomes import SpecOutcome
 from lldmix_core.sampled_eval import model_sample_logliks, target_samples
 
@@ -49,23 +48,6 @@ class TrajectoryAgreement:
     spearman: float
 
 
-def _load(store, checkpoints_dir: Path, model_id: int):
-    """A stored model: from its source, or for a run's evaluated model ("run:<id>") from the run's last
-    checkpoint, which must be that very model (same weight fingerprint)."""
-    info = store.get_model(model_id)
-    if not info.source.startswith("run:"):
-        return load_model(info.kind, info.source, tokenizer=info.tokenizer if info.kind == "hf" else None)
-    run = store.get_run(int(info.source.split(":", 1)[1]))
-    path = Path(checkpoints_dir) / run.key[:16] / "last.pt"
-    if not path.is_file():
-        raise UserError(f"{path}: the checkpoint of run {run.id} ({run.name}) is missing; re-run its spec")
-    lm = load_model("nanogpt", path)
-    if lm.fingerprint() != info.fingerprint:
-        raise UserError(f"{path}: holds another state than model {model_id} ({info.name}): the run's last "
-                        "checkpoint is not the evaluated model")
-    return lm
-
-
 def pairs_on_the_map(store, home: Path, checkpoints_dir: Path, outcome: SpecOutcome, seed: int, *, n: int, n_tokens: int,
                      clip: float = 0.0) -> PairAgreement | None:
     """The seed's target and final models, every pair: model-map vs symmetrised sampled KL."""
@@ -86,7 +68,7 @@ def pairs_on_the_map(store, home: Path, checkpoints_dir: Path, outcome: SpecOutc
             return None
         L.append(vec[0].astype(np.float64))
     L = np.stack(L)
-    models = [_load(store, checkpoints_dir, mid) for mid in ids]
+    models = [load_stored_model(store, checkpoints_dir, mid) for mid in ids]
     draws = [target_samples(store, home, lm, mid, n=n, n_tokens=n_tokens, seed=seed) for lm, mid in zip(models, ids)]
     own = [model_sample_logliks(store, s, lm, mid) for s, lm, mid in zip(draws, models, ids)]
 

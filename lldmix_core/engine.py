@@ -37,6 +37,7 @@ from lldmix_core.methods import METHODS, tau_text
 from lldmix_core.outcomes import RunOutcome, SpecOutcome
 from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
+from lldmix_core.noise_floor import seed_pair_kls
 from lldmix_core.spec import RunSpec, content_hash
 
 from lldmix_core.tokenizers import get_tokenizer
@@ -94,24 +95,20 @@ class Engine:
         try:
             self.tracker.log_eval_dataset(mlflow_parent, corpus.texts.texts, corpus.texts.domains,
                                           corpus.info.source, f"{spec.name}-eval")
-            target_lm, target_id, out.truth = self.models.target(spec, corpus)
-            out.target_name = self.store.get_model(target_id).name
-            target_scores = score_model(self.store, target_lm, target_id, corpus.info.id, corpus.texts)
-            self._downstream_target = self._downstream(spec, target_lm, parent_id, 0, "target") \
-                if spec.downstream.tasks else None
-            self._units_warning(spec, target_id)
-            K = len(corpus.domains)
-            prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
-            ctx = SpecContext(spec, corpus, parent_id, mlflow_parent, target_id, target_lm, target_scores, prior, prov)
+            contexts: dict[int | None, SpecContext] = {}  # one per target: per seed for twin targets
             plan = self._plan(spec)
             self._note_other_versions(parent_id)
             self._total_steps = sum(spec.training.steps for _ in plan)
             self._done_steps = 0
             for unit in plan:
+                ctx = self._context(spec, corpus, parent_id, mlflow_parent, prov, unit.seed, contexts, out)
                 outcome = self._run_unit(ctx, unit)
                 out.runs.append(outcome)
                 if METHODS[unit.method].mixture == "aggregate" and unit.tau_setting == spec.lld.taus[0]:
                     out.recipes[unit.seed] = outcome.weights
+            if self.twin(spec):
+                out.target_name = f"{len(contexts)} twin target(s), one per seed"
+            self._seed_pairs(spec, contexts, out)
             self.store.finish_run(parent_id, status="finished")
             self.tracker.end(mlflow_parent)
         except BaseException as e:
@@ -120,6 +117,42 @@ class Engine:
             raise
         self.progress(1.0, "finished")
         return out
+
+    @staticmethod
+    def twin(spec: RunSpec) -> bool:
+        """One target per seed, trained from that seed's base (spec.target.train.twin)."""
+        return spec.target.train is not None and spec.target.train.twin
+
+    def _context(self, spec: RunSpec, corpus: PreparedCorpus, parent_id: int, mlflow_parent: str | None, prov: dict,
+                 seed: int, contexts: dict, out: SpecOutcome) -> SpecContext:
+        """The per-target state the runs of `seed` share: made once per target (per seed for twins)."""
+        which = seed if self.twin(spec) else None
+        if which in contexts:
+            return contexts[which]
+        target_lm, target_id, out.truth = self.models.target(spec, corpus, seed)
+        out.target_name = self.store.get_model(target_id).name
+        target_scores = score_model(self.store, target_lm, target_id, corpus.info.id, corpus.texts)
+        self._downstream_target = self._downstream(spec, target_lm, parent_id, 0, "target") \
+            if spec.downstream.tasks else None
+        self._units_warning(spec, target_id)
+        K = len(corpus.domains)
+        prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
+        t = spec.target.train
+        truth = mixture(corpus.domains, t.weights, t.multipliers, "target.train.weights") if t is not None else None
+        contexts[which] = SpecContext(spec, corpus, parent_id, mlflow_parent, target_id, target_lm, target_scores, prior,
+                                      prov, truth=truth)
+        return contexts[which]
+
+    def _seed_pairs(self, spec: RunSpec, contexts: dict, out: SpecOutcome) -> None:
+        """The training-noise floor: sampled KL between two models trained alike from consecutive seeds."""
+        s = spec.kl.sampled
+        if s.n_samples == 0 or len(spec.seeds) < 2:
+            return
+        floor = seed_pair_kls(self.store, self.settings.home, self.settings.checkpoints_dir, out,
+                              n=s.n_samples, n_tokens=s.n_tokens, step=spec.training.steps)
+        for p in floor:
+            self.log(f"noise floor: sampled KL({p.method} seed {p.seed_a} ‖ {p.method} seed {p.seed_b}) "
+                     f"{p.bits_per_byte:.4f} ± {p.stderr_bits_per_byte:.4f} bits/byte")
 
     def _check_against_corpus(self, spec: RunSpec, corpus: PreparedCorpus) -> None:
         """Domain names and tokenizers the spec refers to, checked once the corpus's domains are known."""
@@ -252,6 +285,8 @@ class Engine:
         if M.mixture == "recipe":  # (a phased recipe's first phase; _open_run applies the phases)
             weights = spec.lld.recipe if spec.lld.recipe is not None else spec.lld.phases[0].weights
             return mixture(corpus.domains, weights, None, "lld.recipe"), None
+        if M.mixture == "truth":  # the oracle: the exact array the target trained on
+            return ctx.truth, None
         if M.mixture == "aggregate":
             return self.lld.aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
         if drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe

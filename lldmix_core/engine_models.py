@@ -16,7 +16,7 @@ from lldmix_core.errors import UserError
 from lldmix_core.evaluate import register_model
 from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nanogpt, save_nanogpt
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config
-from lldmix_core.spec import ModelRef, RunSpec, content_hash
+from lldmix_core.spec import ModelRef, RunSpec, content_hash, strip_twin_default
 from lldmix_core.tokenizers import get_tokenizer
 from lldmix_core.train import TrainConfig, train
 
@@ -35,46 +35,59 @@ class ModelStages:
         self.progress, self.should_stop = progress, should_stop
         self.recipes: dict[str, ModelRecipe] = {}  # role -> how to rebuild that model
 
-    def train_fixed(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str) -> tuple[LanguageModel, int, dict]:
-        """Train a NanoGPT with fixed weights (a target like CodeNanoGPT, or a pretrained base); cached by key."""
+    def train_fixed(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str,
+                    seed: int | None = None) -> tuple[LanguageModel, int, dict]:
+        """Train a NanoGPT with fixed weights (a target like CodeNanoGPT, or a pretrained base); cached by key.
+
+        A twin target (`train.twin`) is trained for `seed` from that seed's base (its initial model, the
+        run's seed and so the runs' per-domain batch order, the runs' training settings and budget)."""
         t = ref.train
         weights = mixture(corpus.domains, t.weights, t.multipliers, f"{role}.train.weights")
         truth = dict(zip(corpus.domains, map(float, weights)))
         tok = get_tokenizer(spec.tokenizer)
         cfg = nanogpt_config(spec.arch, tok)
-        key = content_hash({"role": role, "train": t.model_dump(mode="json"), "arch": cfg.to_dict(), "tok": tok.identity,
-                            "data": corpus.train_identity, "optim": spec.training.model_dump(mode="json", exclude={"steps"})})
+        settings = {"role": role, "train": strip_twin_default(t.model_dump(mode="json")), "arch": cfg.to_dict(),
+                    "tok": tok.identity, "data": corpus.train_identity,
+                    "optim": spec.training.model_dump(mode="json", exclude={"steps"})}
+        if t.twin:
+            if seed is None:
+                raise ValueError("a twin target is trained per seed")
+            init_lm = self.base(spec, corpus, seed)  # this seed's base, as its runs start from it
+            init = self.recipes["base"]
+            settings.update(init=init_lm.fingerprint(), seed=seed, steps=spec.training.steps)
+            tcfg = self.train_config(spec, spec.training.steps, seed)
+        else:
+            init_lm, init = None, ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed)
+            tcfg = self.train_config(spec, t.steps, t.seed, lr=t.lr, batch_size=t.batch_size)
+        key = content_hash(settings)
         path = self.settings.home / "models" / f"{role}-{key[:16]}.pt"
-        name = f"{spec.name}.{role}.{key[:8]}"
+        name = f"{spec.name}.{role}.{key[:8]}" if not t.twin else f"{spec.name}.{role}.twin-seed{seed}.{key[:8]}"
         done = self.store.get_stage(key)
         if done is None or not path.is_file():
             with self.claims.exclusive(key, f"train-{role}") as mine:
                 if mine:
-                    return self._train_fixed_now(spec, corpus, ref, role, key, path, name, weights, truth)
+                    lm = init_lm if init_lm is not None else new_nanogpt(cfg, spec.tokenizer, t.seed)
+                    return self._train_fixed_now(spec, corpus, role, key, path, name, lm, init, tcfg, weights, truth)
             done = self.store.get_stage(key)  # another worker trained it while we waited
         self.log(f"{role}: found trained model {done['model_name']} in the database (stage {key[:8]}), not retraining")
         self.recipes[role] = ModelRecipe.load("nanogpt", path)
         return load_nanogpt(path), int(done["model_id"]), truth
 
-    def _train_fixed_now(self, spec, corpus, ref, role, key, path, name, weights, truth) -> tuple[LanguageModel, int, dict]:
-        t = ref.train
-        tok = get_tokenizer(spec.tokenizer)
-        cfg = nanogpt_config(spec.arch, tok)
-        self.log(f"{role}: training NanoGPT ({cfg.n_layer}×{cfg.n_embd}) for {t.steps} steps with weights "
-                 + ", ".join(f"{d} {w:.3f}" for d, w in truth.items()))
+    def _train_fixed_now(self, spec, corpus, role, key, path, name, lm, init: ModelRecipe, tcfg: TrainConfig,
+                         weights, truth) -> tuple[LanguageModel, int, dict]:
+        cfg = lm.config
+        self.log(f"{role}: training NanoGPT ({cfg['n_layer']}×{cfg['n_embd']}) for {tcfg.steps} steps (seed "
+                 f"{tcfg.seed}) with weights " + ", ".join(f"{d} {w:.3f}" for d, w in truth.items()))
         self.progress(0.0, f"training {role}")
-        lm = new_nanogpt(cfg, spec.tokenizer, t.seed)
         lm.module.to(_device())
-        tcfg = self.train_config(spec, t.steps, t.seed, lr=t.lr, batch_size=t.batch_size)
         ckpt = self.settings.checkpoints_dir / f"{role}-{key[:16]}" / "last.pt"
 
         def on_step(s, loss, lr, d):
             self.claims.heartbeat(key)
             if (s + 1) % 50 == 0:
-                self.progress(0.0, f"training {role}: step {s + 1}/{t.steps}, loss {loss:.3f} nats/token")
+                self.progress(0.0, f"training {role}: step {s + 1}/{tcfg.steps}, loss {loss:.3f} nats/token")
 
-        self.train(ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed), lm, corpus, tcfg,
-                    weights, checkpoint_path=ckpt, should_stop=self.should_stop, on_step=on_step)
+        self.train(init, lm, corpus, tcfg, weights, checkpoint_path=ckpt, should_stop=self.should_stop, on_step=on_step)
         lm.module.to("cpu")
         save_nanogpt(lm, path, truth=truth)
         model_id = register_model(self.store, lm, name, source=str(path))
@@ -92,10 +105,11 @@ class ModelStages:
                                     params=params))
         return train(lm, corpus.streams, corpus.domains, cfg, weights, **kw)
 
-    def target(self, spec: RunSpec, corpus: PreparedCorpus) -> tuple[LanguageModel, int, dict | None]:
+    def target(self, spec: RunSpec, corpus: PreparedCorpus, seed: int | None = None) -> tuple[LanguageModel, int, dict | None]:
+        """The target (for a twin spec: seed `seed`'s), its model id and its training mixture (None: unknown)."""
         ref = spec.target
         if ref.train is not None:
-            return self.train_fixed(spec, corpus, ref, "target")
+            return self.train_fixed(spec, corpus, ref, "target", seed)
         lm, model_id = self.load_ref(spec, ref, "target")
         return lm, model_id, None
 

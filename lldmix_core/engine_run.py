@@ -39,6 +39,7 @@ class SpecContext:
     prior: np.ndarray  # [K] the LLD prior (uniform unless lld.prior)
     provenance: dict
     samples: dict[int, SampleSet] = field(default_factory=dict)  # seed -> draws from the target
+    truth: np.ndarray | None = None  # [K] the target's training mixture, when lldmix trained it (the oracle's)
 
 
 @dataclass

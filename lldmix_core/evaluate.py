@@ -7,10 +7,13 @@ vector is in the database is not run again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from lldmix_core.db.store import CorpusTexts, Store
+from lldmix_core.errors import UserError
+from lldmix_core.models import load_model
 from lldmix_core.models.base import LanguageModel
 from lldmix_core.scoring import score_texts
 
@@ -106,3 +109,20 @@ def domain_means(
         m = dom == d
         out[k] = loglik[m].sum() / max(1, denom[m].sum())
     return out
+
+
+def load_stored_model(store: Store, checkpoints_dir: Path, model_id: int) -> LanguageModel:
+    """A stored model: from its source, or for a run's evaluated model ("run:<id>") from the run's last
+    checkpoint, which must be that very model (same weight fingerprint)."""
+    info = store.get_model(model_id)
+    if not info.source.startswith("run:"):
+        return load_model(info.kind, info.source, tokenizer=info.tokenizer if info.kind == "hf" else None)
+    run = store.get_run(int(info.source.split(":", 1)[1]))
+    path = Path(checkpoints_dir) / run.key[:16] / "last.pt"
+    if not path.is_file():
+        raise UserError(f"{path}: the checkpoint of run {run.id} ({run.name}) is missing; re-run its spec")
+    lm = load_model("nanogpt", path)
+    if lm.fingerprint() != info.fingerprint:
+        raise UserError(f"{path}: holds another state than model {model_id} ({info.name}): the run's last "
+                        "checkpoint is not the evaluated model")
+    return lm

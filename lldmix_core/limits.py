@@ -25,7 +25,7 @@ def check_plausible(spec, source: str = "spec") -> None:
         return
     hint = " (pass --yes-i-mean-it to run it anyway)"
     steps = [("training.steps", spec.training.steps)]
-    if spec.target.train is not None:
+    if spec.target.train is not None and spec.target.train.steps is not None:  # (a twin trains training.steps)
         steps.append(("target.train.steps", spec.target.train.steps))
     for field, n in steps:
         if n > MAX_STEPS:

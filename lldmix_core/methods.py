@@ -16,7 +16,9 @@ from typing import Literal
 #   "aggregate" the recipe aggregated from its pass 1 (`aggregates`) for the whole run
 #   "lld"       re-weighted at schedule steps: softmax(Δ/τ) + prior   (iterative-LLD)
 #   "adjusted"  re-weighted at schedule steps: softmax(G⁻¹Δ/τ) + prior (adjusted-LLD)
-Mixture = Literal["prior", "recipe", "aggregate", "lld", "adjusted"]
+#   "truth"     the target's own training mixture for the whole run (the oracle: a reference that needs
+#               what a user with a real target does not have)
+Mixture = Literal["prior", "recipe", "aggregate", "lld", "adjusted", "truth"]
 # Which stored weights stand for the run on the dashboard: the first (a fixed mixture is the same at
 # every step) or the last estimate (a re-weighted run's final mixture).
 Shows = Literal["first", "last"]
@@ -34,6 +36,9 @@ class MethodDef:
     aggregates: str | None = None  # the pass-1 method whose per-step weights this method's recipe aggregates
     distill_objective: str | None = None  # set: the target is a teacher and this is the loss (objectives.py)
     shows: Shows = "first"
+    # set: the method needs information a user with a real target lacks (said in every table, chart and
+    # the CLI, and such a method is never called "best"): what it needs
+    privileged: str | None = None
 
     @property
     def iterative(self) -> bool:
@@ -56,6 +61,8 @@ METHODS: dict[str, MethodDef] = {m.name: m for m in [
     MethodDef("adjusted-lld", "adjusted-LLD", "adjusted", 3, 4, "#9467bd", uses_tau=True, shows="last"),
     MethodDef("aggregated-lld", "aggregated-LLD", "aggregate", 4, 3, "#d62728", uses_tau=True,
               aggregates="iterative-lld"),
+    MethodDef("oracle", "oracle (reference)", "truth", 5, 9, "#000080",
+              privileged="the target's true training mixture"),
     _distill("distill-kl", "kl", 10, "#2ca02c"),
     _distill("distill-kl+ce", "kl+ce", 11, "#98df8a"),
     _distill("distill-reverse-kl", "reverse-kl", 12, "#17becf"),
@@ -91,6 +98,28 @@ def tau_text(tau_setting) -> str | None:
     if tau_setting is None:
         return None
     return str(tau_setting)
+
+
+def _only(kind: Mixture) -> str:
+    (name,) = [n for n, m in METHODS.items() if m.mixture == kind and not m.needs_teacher]
+    return name
+
+
+def baseline_method() -> str:
+    """The method every other is paired with: training on the prior mixture (uniform)."""
+    return _only("prior")
+
+
+def oracle_method() -> str:
+    """The method that trains on the target's true mixture (a reference)."""
+    return _only("truth")
+
+
+def reference_note(name: str) -> str:
+    """" (reference: needs …)" for a privileged method, "" otherwise: appended wherever a method is named
+    in a table, so a result that needs what a user lacks is never read as a recommendation."""
+    m = METHODS.get(name)
+    return f" (reference: needs {m.privileged})" if m is not None and m.privileged else ""
 
 
 def color_of(name: str) -> str:

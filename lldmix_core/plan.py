@@ -89,6 +89,7 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
         from lldmix_core.corpus.local import FROZEN_CONTENT_HASH, FROZEN_DIR
 
         lines.append(f"  corpus: frozen mini-Pile {FROZEN_DIR.name} (sha256 {FROZEN_CONTENT_HASH[:12]}), shipped with lldmix")
+    o = spec.training
     for role, ref in (("target", spec.target), ("base", spec.base)):
         if ref.path:
             path = confine_path(ref.path, settings, f"{role}.path")
@@ -99,6 +100,9 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
             lines.append(f"  {role}: {ref.kind} model at {path}")
         elif ref.model:
             lines.append(f"  {role}: model {ref.model!r} from the database")
+        elif ref.train and ref.train.twin:
+            lines.append(f"  {role}: one twin per seed: trained from that seed's base for {o.steps:,} steps "
+                         "(the runs' seed, data order and budget) with fixed weights first")
         elif ref.train:
             lines.append(f"  {role}: NanoGPT trained for {ref.train.steps:,} steps with fixed weights first")
         else:
@@ -113,7 +117,9 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
     train_flops = 6 * n * o.steps * tokens_per_step
     mem = 16 * n + o.batch_size * a.block_size * a.n_layer * 34 * a.n_embd
     stages = []
-    if spec.target.train:
+    if spec.target.train and spec.target.train.twin:
+        stages += [(f"train twin target seed {s}", train_flops) for s in spec.seeds]
+    elif spec.target.train:
         t = spec.target.train
         stages.append(("train target", 6 * n * t.steps * (t.batch_size or o.batch_size) * a.block_size))
     for seed, m, tau in run_plan(spec):

@@ -10,8 +10,9 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core import provenance
 from lldmix_core.outcomes import SpecOutcome
+from lldmix_core.headroom import format_headroom, stored_seed_pairs, summarise
 from lldmix_core.paired import paired_sampled_difference
-from lldmix_core.methods import METHODS
+from lldmix_core.methods import METHODS, baseline_method, reference_note
 
 
 
@@ -74,8 +75,17 @@ def recovery(outcome: SpecOutcome) -> list[dict]:
 
 def _reference(outcome: SpecOutcome) -> str | None:
     """The baseline every method is paired with: the registry's prior-mixture method (uniform)."""
-    ref = next((n for n, m in METHODS.items() if m.mixture == "prior" and not m.needs_teacher), None)
+    ref = baseline_method()
     return ref if any(r.method == ref for r in outcome.runs) else None
+
+
+def final_sampled_by_label(outcome: SpecOutcome) -> dict[str, dict[int, float]]:
+    """{run label: {seed: final sampled KL(target ‖ model), bits/byte}}."""
+    several = len({r.tau_setting for r in outcome.runs if r.tau_setting is not None}) > 1
+    out: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in outcome.runs:
+        out[run_label(r.method, r.tau_setting, several)][r.seed] = r.sampled_bits_per_byte
+    return dict(out)
 
 
 def paired_to_reference(outcome: SpecOutcome, store=None) -> list[dict]:
@@ -134,6 +144,9 @@ def format_report(outcome: SpecOutcome, db_url: str, mlflow_uri: str, store=None
         for row in rows:
             lines.append(f"{row['method']:<24} {row['seeds']:>5}  {_sampled(row):>22}  "
                          f"{_mean_sd(row['kl_bits_per_byte']):>24}  {_mean_sd(row['gap_bits_per_byte']):>22}")
+        privileged = [f"{r['method']}{reference_note(r['method'])}" for r in rows if reference_note(r["method"])]
+        if privileged:
+            lines.append("References, not recommendations: " + "; ".join(privileged) + ".")
         lines.append("Sampled KL = KL(target ‖ model) on texts drawn from the target (mean ± its standard error for one "
                      "seed, mean ± sd over seeds): the judge of closeness. Model-map KL = half the variance over texts of "
                      "log p_target − log p_model (second order; far from exact when models are far apart). Gap = "
@@ -157,7 +170,11 @@ def format_report(outcome: SpecOutcome, db_url: str, mlflow_uri: str, store=None
             sm = p["summary"]
             over = (f"; over {sm.n} seeds {sm.mean_diff:+.4f}, 95 % interval [{sm.lo:+.4f}, {sm.hi:+.4f}], "
                     f"closer on {sm.wins}/{sm.n}") if sm is not None and sm.n >= 2 else ""
-            lines.append(f"  {p['method']:<22} " + "; ".join(cells) + over + f" → {verdict(p)}")
+            lines.append(f"  {p['method']:<22} " + "; ".join(cells) + over + f" → {verdict(p)}"
+                         + reference_note(p["method"].split(" ")[0]))
+    summary = summarise(final_sampled_by_label(outcome), stored_seed_pairs(store, outcome.runs) if store else ())
+    if summary is not None:
+        lines += format_headroom(summary)
     rec = recovery(outcome)
     if rec:
         lines.append("\nWeight recovery (paper §4.2; nats): KL(uniform ‖ truth) vs KL(aggregated-LLD ‖ truth) "

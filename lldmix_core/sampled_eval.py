@@ -90,6 +90,12 @@ def target_samples(store, home: Path, target: LanguageModel, target_model_id: in
 def model_sample_logliks(store, sset: SampleSet, lm: LanguageModel, model_id: int) -> np.ndarray:
     """log p_model of each draw (nats/text), stored once per (model, draws, tokenizer)."""
     cached = store.get_loglik_vector(model_id, sset.corpus_id, lm.tokenizer.identity)
+    if cached is None and lm.fingerprint() == sset.samples.target_identity:
+        # the very weights the draws came from (a twin target's oracle): its log-probabilities ARE the
+        # target's, so KL is 0 exactly, not the 1e-7 by which two scoring paths round differently
+        cached = store.get_loglik_vector(sset.target_model_id, sset.corpus_id, lm.tokenizer.identity)
+        store.save_scores(model_id=model_id, corpus_id=sset.corpus_id, tokenizer_hash=lm.tokenizer.identity,
+                          logliks=cached[0], n_tokens=cached[1])
     if cached is None:
         if lm.tokenizer.identity == sset.samples.tokenizer_identity:
             scored = score_token_ids(lm, sset.samples.ids)

@@ -106,14 +106,31 @@ class OptimSpec(_Strict):
 
 
 class TrainedModelSpec(_Strict):
-    """A NanoGPT trained first with fixed domain weights (e.g. the CodeNanoGPT target)."""
+    """A NanoGPT trained first with fixed domain weights (e.g. the CodeNanoGPT target).
 
-    steps: int = Field(..., ge=1)
+    `twin: true` (targets only) trains one target per seed from that seed's base: the base's initial
+    model, the run's seed (so the same per-domain batch order) and the runs' own training settings and
+    budget, so the mixture is the only difference between the target and a run; the oracle method then
+    reproduces the target bit for bit. Without it the target is "independent": its own seed and budget."""
+
+    steps: int | None = Field(None, ge=1)  # required unless twin (a twin trains training.steps)
     seed: int = Field(1234, ge=0, le=MAX_SEED)
+    twin: bool = False
     weights: dict[str, float] | None = None  # explicit mixture (normalised); default uniform
     multipliers: dict[str, float] = Field(default_factory=dict)  # uniform × these factors, renormalised
     lr: float | None = Field(None, gt=0)  # default: training.lr
     batch_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _twin(self):
+        if not self.twin and self.steps is None:
+            raise ValueError("steps: give the number of training steps (or twin: true)")
+        if self.twin:
+            given = sorted(k for k in ("steps", "seed", "lr", "batch_size") if k in self.model_fields_set)
+            if given:
+                raise ValueError(f"twin: a twin target trains with each run's seed and the runs' training settings; "
+                                 f"leave out {', '.join(given)}")
+        return self
 
     @field_validator("weights", "multipliers")
     @classmethod
@@ -334,6 +351,12 @@ class RunSpec(_Strict):
             raise ValueError("lld: give recipe or phases, not both")
         if any(REGISTRY[m].needs_teacher for m in self.methods) and self.target.init is not None:
             raise ValueError("distillation needs a target model")
+        for m in self.methods:
+            if REGISTRY[m].mixture == "truth" and self.target.train is None:
+                raise ValueError(f"method `{m}` trains on the target's true mixture, which lldmix knows only for a "
+                                 "target it trains (target.train); this target is loaded, its mixture unknown")
+        if self.base.train is not None and self.base.train.twin:
+            raise ValueError("base.train.twin: only a target can be a twin (of each seed's base)")
         if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
             raise ValueError("seeds: give distinct seeds")
         if self.eval_steps != "schedule":
@@ -354,11 +377,21 @@ class RunSpec(_Strict):
             dump["lld"].pop("record_gram")  # likewise
         if self.lld.phases is None:
             dump["lld"].pop("phases")  # likewise
+        for role in ("target", "base"):
+            strip_twin_default(dump[role].get("train"))  # likewise
         return content_hash({"spec": dump})
 
     def to_yaml(self) -> str:
         """The whole spec, defaults included, so a saved file does not depend on future defaults."""
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True)
+
+
+def strip_twin_default(train_dump: dict | None) -> dict | None:
+    """A trained model's dumped settings as before `twin` existed when it is off (in place): the hashes
+    that key specs and trained targets stay what they were."""
+    if train_dump is not None and not train_dump.get("twin", False):
+        train_dump.pop("twin", None)
+    return train_dump
 
 
 def content_hash(obj) -> str:

@@ -33,6 +33,16 @@ from lldmix_core.mathcore.modelmap import (
     loglik_gap_bits_per_byte,
     nats_per_text_to_bits_per_byte,
 )
+from lldmix_core.mathcore.headroom import (
+    Headroom,
+    Ratio,
+    cluster_bootstrap_median,
+    fieller_interval,
+    headroom,
+    headroom_captured,
+    min_detectable_effect,
+    t_quantile,
+)
 from lldmix_core.mathcore.gram_conditioning import GramSolve, conditioned_gram_solve, gcv_ridge, gcv_score
 from lldmix_core.mathcore.phases import best_split, phase_starts, two_stage_phases, within_block_scatter
 from lldmix_core.mathcore.recovery import (
@@ -67,6 +77,9 @@ __all__ = [
     "late_step_mask", "median_interval", "progress_step_weights", "recovery_ratio", "recovery_ratios",
     "recovery_summary", "tau_from_spread", "token_share_step_weights", "phase_starts", "two_stage_phases", "wilson_interval",
     "within_block_scatter",
+    # issue 21 headroom statistics
+    "Headroom", "Ratio", "cluster_bootstrap_median", "fieller_interval", "headroom", "headroom_captured",
+    "min_detectable_effect", "t_quantile",
     "PairedSummary", "average_ranks", "bootstrap_interval", "mean_se", "spearman", "paired_difference", "paired_summary", "t_quantile_975",
     "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold", "weight_recovery",
 ]
