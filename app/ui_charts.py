@@ -141,17 +141,35 @@ def mixture_bars(df: pd.DataFrame, series: list[str]) -> alt.Chart:
 
 
 def pass2_differences(df: pd.DataFrame) -> alt.Chart:
-    """Pass 2: each method's final sampled KL minus uniform's on the same draws, per (cell, truth, seed),
-    with ±2 se bars and a rule at 0 (left of it: closer to the target than uniform).
-    df: case, method, diff_vs_uniform, diff_se (bits/byte)."""
-    d = df.assign(lo=df.diff_vs_uniform - 2 * df.diff_se, hi=df.diff_vs_uniform + 2 * df.diff_se)
-    color = alt.Color("method:N", scale=method_scale(sorted(d.method.unique())), legend=_legend("method"))
-    y = alt.Y("case:N", title=None, sort=sorted(d.case.unique()))
+    """Pass 2: each method's final sampled KL minus uniform's on the same draws, per (cell, truth): the
+    mean over seeds with its 95 % interval over seeds as a bar, and a rule at 0 (left of it: closer to the
+    target than uniform). df: case, method, mean, lo, hi (bits/byte; lo/hi nan for one seed)."""
+    color = alt.Color("method:N", scale=method_scale(sorted(df.method.unique())), legend=_legend("method"))
+    y = alt.Y("case:N", title=None, sort=sorted(df.case.unique()))
     offset = alt.YOffset("method:N")
-    bars = alt.Chart(d).mark_rule().encode(x=alt.X("lo:Q", title="sampled KL − uniform's (bits/byte, paired; ±2 se)"),
-                                           x2="hi:Q", y=y, yOffset=offset, color=color)
-    points = alt.Chart(d).mark_circle(size=60).encode(
-        x="diff_vs_uniform:Q", y=y, yOffset=offset, color=color,
-        tooltip=["case", "method", alt.Tooltip("diff_vs_uniform:Q", format="+.4f"), alt.Tooltip("diff_se:Q", format=".4f")])
+    bars = alt.Chart(df.dropna(subset=["lo", "hi"])).mark_rule().encode(
+        x=alt.X("lo:Q", title="sampled KL − uniform's (bits/byte, paired; mean and 95 % interval over seeds)"),
+        x2="hi:Q", y=y, yOffset=offset, color=color)
+    points = alt.Chart(df).mark_circle(size=60).encode(
+        x="mean:Q", y=y, yOffset=offset, color=color,
+        tooltip=["case", "method", alt.Tooltip("mean:Q", format="+.4f"), alt.Tooltip("lo:Q", format="+.4f"),
+                 alt.Tooltip("hi:Q", format="+.4f")])
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color=BASE_COLOR).encode(x="x:Q")
-    return (bars + points + zero).properties(height=max(200, 30 * d.case.nunique()))
+    return (bars + points + zero).properties(height=max(200, 30 * df.case.nunique()))
+
+
+def headroom_captured(df: pd.DataFrame) -> alt.Chart:
+    """Headroom captured per method: a point at the ratio, its 95 % interval as a bar (clipped to
+    [−2, 3] for drawing; unbounded intervals drawn to the clip), rules at 0 (uniform) and 1 (the oracle,
+    a reference). df: method, captured, lo, hi."""
+    d = df.assign(lo=df["lo"].clip(-2, 3), hi=df["hi"].clip(-2, 3))
+    color = alt.Color("method:N", scale=method_scale(sorted(d.method.unique())), legend=_legend("method"))
+    y = alt.Y("method:N", title=None)
+    bars = alt.Chart(d.dropna(subset=["lo", "hi"])).mark_rule().encode(
+        x=alt.X("lo:Q", title="headroom captured (0 = uniform, 1 = oracle; 95 % over seeds)"), x2="hi:Q", y=y,
+        color=color)
+    points = alt.Chart(d).mark_circle(size=70).encode(x="captured:Q", y=y, color=color,
+                                                        tooltip=["method", alt.Tooltip("captured:Q", format=".2f")])
+    refs = alt.Chart(pd.DataFrame({"x": [0.0, 1.0], "reference": ["uniform", "oracle (reference)"]})).mark_rule(
+        strokeDash=[4, 4], color=BASE_COLOR).encode(x="x:Q", tooltip=["reference"])
+    return (bars + points + refs).properties(height=max(120, 40 * d.method.nunique()))

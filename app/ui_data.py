@@ -241,3 +241,42 @@ def benchmark_pass2(file_name: str, v: str) -> pd.DataFrame:
     rows = pass2(store(), expand(load_benchmark(RUNS_DIR / file_name)))
     df = pd.DataFrame([dataclasses.asdict(r) for r in rows])
     return df.assign(case=df.cell + " · " + df.truth + " · seed " + df.seed.astype(str)) if len(df) else df
+
+
+@st.cache_data(ttl=60)
+def benchmark_pass2_cases(file_name: str, v: str) -> pd.DataFrame:
+    """One row per pass-2 method and (cell, truth): the paired differences to uniform over seeds, their
+    mean and 95 % t interval (seeds are the replicates), the verdict it supports and the smallest
+    difference those seeds detect at 80 % power (bits/byte)."""
+    from lldmix_core.benchmark.leaderboard import Pass2Row
+    from lldmix_core.benchmark.report import pass2_cases
+    from lldmix_core.methods import reference_note
+
+    rows = benchmark_pass2(file_name, v)
+    if not len(rows):
+        return rows
+    fields = list(Pass2Row.__dataclass_fields__)
+    cases = pass2_cases([Pass2Row(**{k: r[k] for k in fields}) for _, r in rows.iterrows()])
+    return pd.DataFrame([{"case": f"{c.cell} · {c.truth}", "method": c.method,
+                          "reference": reference_note(c.method).strip(" ()"), "seeds": len(c.diffs),
+                          "mean": c.summary.mean_diff if c.summary else c.diffs[0],
+                          "lo": c.summary.lo if c.summary else float("nan"),
+                          "hi": c.summary.hi if c.summary else float("nan"),
+                          "verdict": c.call, "detectable": c.mde} for c in cases])
+
+
+@st.cache_data(ttl=60)
+def seed_pairs(parent_id: int, v: str) -> list:
+    """The noise floor's stored seed-pair KLs of a spec (lldmix_core.headroom.SeedPairKL)."""
+    from types import SimpleNamespace
+
+    from lldmix_core.headroom import stored_seed_pairs
+
+    kl = kl_rows(parent_id, v)
+    if kl.empty:
+        return []
+    sam = kl[kl["estimator"] == "sampled"]
+    fin = sam.loc[sam.groupby("run_id")["step"].idxmax()]
+    runs_ = [SimpleNamespace(run_id=int(r["run_id"]), method=r["method"], seed=int(r["seed"]),
+                             final_model_id=int(r["model_id"])) for _, r in fin.iterrows()]
+    return stored_seed_pairs(store(), runs_)

@@ -47,6 +47,14 @@ class Estimator:
     # single mixture for the recovery ratio); None for a fixed recipe
     phases: Callable[[Pass1], list[tuple[float, np.ndarray]]] | None = None
 
+    @property
+    def privileged(self) -> str | None:
+        """What the estimator needs that a user with a real target lacks (None: nothing): such a row is a
+        reference in every table and is never named "best"."""
+        if "l_reference" in self.needs:
+            return "a twin of the target trained on uniform weights with the target's budget"
+        return None
+
     def available(self, p: Pass1) -> bool:
         return all(getattr(p, n) is not None for n in self.needs)
 

@@ -14,8 +14,15 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core import provenance
 from lldmix_core.agreement import PairAgreement, TrajectoryAgreement
+from lldmix_core.headroom import HeadroomSummary, stored_seed_pairs, summarise
+from lldmix_core.methods import METHODS, reference_note
 from lldmix_core.outcomes import SpecOutcome
-from lldmix_core.report import verdict, method_table, paired_to_reference, recovery
+from lldmix_core.report import final_sampled_by_label, verdict, method_table, paired_to_reference, recovery
+
+
+def _named(label: str) -> str:
+    """A method's label as every table prints it: a privileged method says it is a reference."""
+    return label + reference_note(label.split(" ")[0])
 
 
 def _mean_sd(values, digits: int) -> str:
@@ -36,9 +43,9 @@ def _final_kl_tables(outcome: SpecOutcome, seeds: list[int]) -> list[str]:
         m = row["method"]
         cells = [f"{by[m, s].sampled_bits_per_byte:.4f} ± {by[m, s].sampled_se_bits_per_byte:.4f}" if (m, s) in by else "—"
                  for s in seeds]
-        rows_s.append([m, *cells, _mean_sd(row["sampled_bits_per_byte"], 4)])
+        rows_s.append([_named(m), *cells, _mean_sd(row["sampled_bits_per_byte"], 4)])
         cells = [f"{by[m, s].final_kl_bits_per_byte:.2f}" if (m, s) in by else "—" for s in seeds]
-        rows_m.append([m, *cells, _mean_sd(row["kl_bits_per_byte"], 2), _mean_sd(row["gap_bits_per_byte"], 3)])
+        rows_m.append([_named(m), *cells, _mean_sd(row["kl_bits_per_byte"], 2), _mean_sd(row["gap_bits_per_byte"], 3)])
     seed_cols = [f"seed {s}" for s in seeds]
     return [
         "## Final KL to the target (sampled KL: the judge of closeness)", "",
@@ -62,11 +69,11 @@ def _paired_section(outcome: SpecOutcome, store) -> tuple[list[str], list[str]]:
         per_seed = "; ".join(f"{s}: {d:+.4f}" + (f" ± {w[1]:.4f}" if w is not None else "") for s, d, w, _ in p["per_seed"])
         sm = p["summary"]
         if sm is not None and sm.n >= 2:
-            rows.append([p["method"], per_seed, f"{sm.mean_diff:+.4f}", f"[{sm.lo:+.4f}, {sm.hi:+.4f}]",
+            rows.append([_named(p["method"]), per_seed, f"{sm.mean_diff:+.4f}", f"[{sm.lo:+.4f}, {sm.hi:+.4f}]",
                          f"{sm.wins}/{sm.n}", verdict(p)])
             findings.append((p["method"], sm, verdict(p)))
         else:
-            rows.append([p["method"], per_seed, "—", "—", "—", verdict(p)])
+            rows.append([_named(p["method"]), per_seed, "—", "—", "—", verdict(p)])
     lines = [
         f"## Paired with {ref}", "",
         f"Sampled-KL difference to {ref} of the same seed (same initial model, data order and draws), bits/byte; "
@@ -81,7 +88,7 @@ def _paired_section(outcome: SpecOutcome, store) -> tuple[list[str], list[str]]:
     if findings:
         n = findings[0][1].n
         says.append(f"Over {n} seeds, methods closer to the target than {ref}: " +
-                    (", ".join(f"{m} by {-sm.mean_diff:.4f} bits/byte (95 % interval {-sm.hi:.4f} to {-sm.lo:.4f})"
+                    (", ".join(f"{_named(m)} by {-sm.mean_diff:.4f} bits/byte (95 % interval {-sm.hi:.4f} to {-sm.lo:.4f})"
                                for m, sm in closer) if closer else "none") + ".")
         if farther:
             says.append("Farther than " + ref + ": " + ", ".join(
@@ -94,6 +101,61 @@ def _paired_section(outcome: SpecOutcome, store) -> tuple[list[str], list[str]]:
                     "base model).")
     says.append("")
     return lines, says
+
+
+def _headroom_section(summary: HeadroomSummary | None) -> list[str]:
+    """What any mixture could win here (the oracle), the noise floor, and each method's share of it."""
+    if summary is None:
+        return []
+    h, n, base = summary.headroom, len(summary.seeds), summary.baseline
+    interval = f"[{h.lo:+.4f}, {h.hi:+.4f}]" if n >= 2 else "— (one seed)"
+    floor = (f"{summary.floor_bits_per_byte:.4f} (" + ", ".join(f"{p.seed_a}→{p.seed_b}: {p.bits_per_byte:.4f} ± "
+             f"{p.stderr_bits_per_byte:.4f}" for p in summary.floor) + ")") if summary.floor else "not measured"
+    ratio = f"{summary.h_over_floor:.2f}" if summary.floor else "—"
+    rows = []
+    for m in summary.methods:
+        d = m.diff
+        rows.append([_named(m.label), str(m.n), m.captured.text(),
+                     f"{d.mean_diff:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}]" if d is not None else "—",
+                     f"{m.mde:.4f}" if math.isfinite(m.mde) else "—",
+                     ("closer" if d.hi < 0 else "farther") if m.detected else "not detected"])
+    lines = [
+        "## Headroom: what any mixture could win here", "",
+        f"The oracle trains each seed's base on the target's true mixture: a reference that needs what a user "
+        f"with a real target does not have, never a recommendation. Headroom H = KL(target ‖ {base}) − "
+        f"KL(target ‖ oracle) per seed (sampled KL, bits/byte; the same draws for both). The noise floor is the "
+        f"sampled KL between {summary.floor[0].method if summary.floor else 'oracle'} models of consecutive seeds, "
+        "trained alike: the distance a different seed alone puts between two models.", "",
+        *_table(["", "value (bits/byte)"], [
+            ["H per seed", ", ".join(f"{s}: {v:+.4f}" for s, v in zip(summary.seeds, h.per_seed))],
+            [f"H, mean and 95 % interval over {n} seeds", f"{h.mean:+.4f} {interval}"],
+            ["noise floor: seed-to-seed sampled KL", floor],
+            ["H / noise floor", ratio],
+            [f"sd over seeds of a paired difference to {base}",
+             f"{summary.paired_sd:.4f}" if math.isfinite(summary.paired_sd) else "—"]]), "",
+        f"Headroom captured = (KL_{base} − KL_method) / H: 1 = as close as the oracle, 0 = no better than {base}; "
+        "95 % Fieller interval over seeds (unbounded when H is not distinguishable from 0). Difference to "
+        f"{base}: mean over seeds with its 95 % t interval; detectable effect: the smallest true mean difference "
+        "this number of seeds detects at 80 % power.", "",
+        *_table(["method", "seeds", "headroom captured [95 %]", f"− {base} (bits/byte) [95 %]",
+                 "detectable effect (bits/byte)", "verdict"], rows), "",
+    ]
+    usable = [m for m in summary.methods if not METHODS.get(m.label.split(" ")[0]) or
+              not METHODS[m.label.split(" ")[0]].privileged]
+    met = [m.label for m in usable if m.captured.bounded and m.captured.estimate >= 0.5 and m.captured.lo > 0]
+    if not h.detected:
+        lines.append(f"H is not distinguishable from 0 over {n} seed(s): this setting has no detected headroom, so no "
+                     "method's verdict against the baseline says anything about mixtures.")
+    elif met:
+        lines.append("Captures at least half the headroom with an interval above 0, needing nothing privileged: "
+                     + ", ".join(met) + ".")
+    else:
+        mde = [m.mde for m in usable if math.isfinite(m.mde)]
+        power = (f" The smallest difference to {base} these {n} seeds detect at 80 % power is {min(mde):.4f}–"
+                 f"{max(mde):.4f} bits/byte, {min(mde) / h.mean:.0%}–{max(mde) / h.mean:.0%} of H.") if mde else ""
+        lines.append("No method that needs nothing privileged captures at least half the headroom with an interval "
+                     "above 0." + power)
+    return lines + [""]
 
 
 def _recovery_section(outcome: SpecOutcome) -> list[str]:
@@ -175,7 +237,8 @@ def render_results(outcome: SpecOutcome, store, *, command: str, spec_descriptio
         f"{spec_description} Seeds {', '.join(map(str, seeds))}; evaluation corpus {outcome.corpus_hash[:12]}; "
         f"target {outcome.target_name}.", "",
     ]
-    body = (says + _final_kl_tables(outcome, seeds) + paired + _recovery_section(outcome)
+    headroom = summarise(final_sampled_by_label(outcome), stored_seed_pairs(store, outcome.runs))
+    body = (_headroom_section(headroom) + says + _final_kl_tables(outcome, seeds) + paired + _recovery_section(outcome)
             + _agreement_section(pairs, trajectories) + _provenance_section(outcome, store, seeds))
     return "\n".join(head + body).rstrip() + "\n"
 

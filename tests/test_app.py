@@ -361,9 +361,10 @@ def test_a_phased_recipe_shows_and_downloads_its_phases(tmp_path, monkeypatch):
     shutil.rmtree(home, ignore_errors=True)
 
 
-def test_pass2_chart_draws_each_case_with_two_se_bars(monkeypatch):
-    """The Benchmark page's pass-2 chart: one point per (case, method) at its paired difference, a bar
-    from −2 se to +2 se around it, a rule at 0; methods in their registry colours."""
+def test_pass2_chart_draws_each_case_with_its_interval_over_seeds(monkeypatch):
+    """The Benchmark page's pass-2 chart: one point per (cell · truth, method) at its mean paired
+    difference over seeds, a bar over its 95 % interval over seeds (none for a one-seed case), a rule at
+    0; methods in their registry colours."""
     import sys
 
     import pandas as pd
@@ -374,12 +375,13 @@ def test_pass2_chart_draws_each_case_with_two_se_bars(monkeypatch):
 
     from lldmix_core.methods import color_of
 
-    df = pd.DataFrame({"case": ["S · a · seed 0", "S · a · seed 0", "S · b · seed 1"],
-                       "method": ["fixed", "aggregated-lld", "fixed"],
-                       "diff_vs_uniform": [-0.010, 0.004, 0.001], "diff_se": [0.002, 0.001, 0.003]})
+    df = pd.DataFrame({"case": ["S · a", "S · a", "S · b"], "method": ["fixed", "aggregated-lld", "fixed"],
+                       "mean": [-0.010, 0.004, 0.001], "lo": [-0.014, 0.002, float("nan")],
+                       "hi": [-0.006, 0.006, float("nan")]})
     spec = ui_charts.pass2_differences(df).to_dict()
-    rows = next(iter(spec["datasets"].values()))
-    assert [v for r in rows for v in (r["lo"], r["hi"])] == pytest.approx([-0.014, -0.006, 0.002, 0.006, -0.005, 0.007])
+    bars = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule" and "x2" in layer["encoding"])
+    rows = spec["datasets"][bars["data"]["name"]]
+    assert [v for r in rows for v in (r["lo"], r["hi"])] == pytest.approx([-0.014, -0.006, 0.002, 0.006])
     scale = spec["layer"][0]["encoding"]["color"]["scale"]
     assert dict(zip(scale["domain"], scale["range"])) == {m: color_of(m) for m in ("fixed", "aggregated-lld")}
     assert any(layer["mark"]["type"] == "rule" and layer["encoding"]["x"]["field"] == "x" for layer in spec["layer"])

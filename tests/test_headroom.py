@@ -8,6 +8,7 @@ twin trained from the spec's fixed seed instead of the run's; the oracle given u
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -165,3 +166,21 @@ def test_noise_floor_and_report(twin_run):
     assert (pair.method, pair.seed_a, pair.seed_b) == ("oracle", 0, 1) and pair.bits_per_byte > 0
     text = format_report(outcome, "sqlite:///x", "sqlite:///y", store=store)
     assert "Headroom" in text and "H / floor" in text and "reference: needs the target's true training mixture" in text
+
+
+def test_compare_page_draws_the_oracle_as_a_reference_and_headroom_captured(twin_run, monkeypatch):
+    """The dashboard's Compare page on the twin spec: the headroom block, the captured chart with its
+    rules at 0 (uniform) and 1 (oracle), and the oracle named as a reference."""
+    from test_app import _chart_specs, _open_app, _page
+
+    store, _, _ = twin_run
+    home = os.environ["LLDMIX_HOME"]
+    at = _page(_open_app(home, monkeypatch), "views/compare.py")
+    text = " ".join(str(x.value) for x in at.markdown) + " ".join(str(x.value) for x in at.caption)
+    assert "Headroom: what any mixture could win here" in [s.value for s in at.subheader]
+    assert "oracle** (reference: needs the target's true training mixture)" in text
+    (h,) = [m for m in at.metric if m.label.startswith("H = ")]
+    assert h.value.endswith("bits/byte") and float(h.value.split()[0]) > 0
+    captured = next(s for s in _chart_specs(at) if "headroom captured" in json.dumps(s))
+    assert {r.get("reference") for r in captured["_rows"] if "reference" in r} == {"uniform", "oracle (reference)"}
+    assert {r["method"] for r in captured["_rows"] if "method" in r} == {"fixed"}

@@ -6,7 +6,8 @@ import streamlit as st
 import ui_charts as charts
 import ui_data as data
 from lldmix_core import mathcore as mc
-from lldmix_core.methods import METHODS, ordered
+from lldmix_core.headroom import summarise
+from lldmix_core.methods import METHODS, baseline_method, ordered, reference_note
 
 st.title("Compare methods")
 v = data.version()
@@ -26,7 +27,7 @@ all_kl["label"] = [f"{m} τ={t}" if several_taus and isinstance(t, str) else m
                    for m, t in zip(all_kl["method"], all_kl["tau"])]
 kl = all_kl[all_kl["estimator"].str.startswith("modelmap")]
 sampled = all_kl[all_kl["estimator"] == "sampled"]
-REFERENCE = next(n for n, m in METHODS.items() if m.mixture == "prior" and not m.needs_teacher)  # uniform
+REFERENCE = baseline_method()  # uniform
 
 if not sampled.empty:
     st.subheader("Sampled KL to target — the judge of closeness")
@@ -72,6 +73,30 @@ if not sampled.empty:
     st.dataframe(frame, hide_index=True, width="stretch")
     st.caption("Intervals: over seeds, Student t on the per-seed paired differences; with one seed, ±1.96 × the "
                "per-draw paired standard error (it says nothing about other initial models).")
+    privileged = [f"**{m}**{reference_note(m)}" for m in ordered(set(fin["method"])) if reference_note(m)]
+    if privileged:
+        st.caption("References, not recommendations: " + "; ".join(privileged) + ".")
+    headroom = summarise({lab: dict(zip(g["seed"].astype(int), g["bits_per_byte"])) for lab, g in fin.groupby("label")},
+                         data.seed_pairs(parent, v))
+    if headroom is not None:
+        st.subheader("Headroom: what any mixture could win here")
+        h, n = headroom.headroom, len(headroom.seeds)
+        c1, c2, c3 = st.columns(3)
+        c1.metric("H = KL(uniform) − KL(oracle)", f"{h.mean:+.4f} bits/byte",
+                  help="Per seed on the same draws; the oracle trains on the target's true mixture (a reference).")
+        c1.caption(f"95 % over {n} seeds: [{h.lo:+.4f}, {h.hi:+.4f}]" if n >= 2 else "one seed: no interval")
+        c2.metric("noise floor (seed-to-seed KL)", f"{headroom.floor_bits_per_byte:.4f} bits/byte"
+                  if headroom.floor else "—", help="Sampled KL between models trained alike from consecutive seeds.")
+        c3.metric("H / floor", f"{headroom.h_over_floor:.2f}" if headroom.floor else "—")
+        cap = pd.DataFrame([{"method": m.label, "captured": m.captured.estimate, "lo": m.captured.lo,
+                             "hi": m.captured.hi, "interval": m.captured.text(),
+                             "detectable effect (bits/byte)": round(m.mde, 4) if m.mde == m.mde else None}
+                            for m in headroom.methods])
+        if not cap.empty:
+            st.altair_chart(charts.headroom_captured(cap), width="stretch")
+            st.dataframe(cap[["method", "interval", "detectable effect (bits/byte)"]], hide_index=True, width="stretch")
+        st.caption("Headroom captured = (KL_uniform − KL_method) / H with its 95 % Fieller interval over seeds: 0 is "
+                   "uniform, 1 the oracle (both drawn as rules). Unbounded when H is not distinguishable from 0.")
 
 unit = st.radio("Unit", list(charts.UNITS), horizontal=True)
 st.altair_chart(charts.kl_vs_step(kl, unit), width="stretch")

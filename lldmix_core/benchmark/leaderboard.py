@@ -1,9 +1,12 @@
 """The recovery benchmark's results, read from the database: for every (cell, truth, seed) the pass 1
 that lldmix ran, every estimator's mixture from it, and its recovery ratio
 KL(estimate ‖ truth) / KL(uniform ‖ truth) (nats / nats; < 1: closer to the truth than uniform).
-Then the leaderboard: per estimator, the median ratio over the pairs with a distribution-free 95 %
-interval, the fraction of pairs below 1 (Wilson interval), and how often it beats the paper's
-aggregated-LLD on the same pair. The math is mathcore's; this module only gathers the inputs."""
+Then the leaderboard: per estimator, the median ratio over the pairs with a 95 % interval that
+resamples whole targets (pairs that share a target — its seeds, or cells built on the same target —
+are not independent), the fraction of pairs below 1 (Wilson interval), and how often it beats the
+paper's aggregated-LLD on the same pair. An estimator is chosen on one half of the truths and reported
+on the other (`held_out`); privileged estimators (they need a twin of the target) are never chosen.
+The math is mathcore's; this module only gathers the inputs."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from lldmix_core.methods import METHODS
 from lldmix_core.pass1 import pass1_of
 
 PASS1 = next(n for n, m in METHODS.items() if m.mixture == "lld")  # iterative-LLD: the pass that stores Δ_t
+N_BOOT = 4000  # cluster-bootstrap resamples (seeded: a document regenerates to the same intervals)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,11 @@ class PairResult:
     corpus_hash: str
     settings: dict  # size, target steps, base steps, base kind: what the cell varies
     conditioning: dict  # adjusted variant -> {ridge, condition_number, condition_number_unridged} (medians over steps)
+    target_id: int | None = None  # the trained target's model id: pairs sharing it are one cluster
+
+    @property
+    def cluster(self):
+        return self.target_id if self.target_id is not None else (self.cell, self.truth)
 
 
 @dataclass(frozen=True)
@@ -46,11 +55,13 @@ class LeaderRow:
     description: str
     n: int
     median: float
-    median_ci95: tuple[float, float]
+    median_ci95: tuple[float, float]  # percentile interval of the median, resampling whole targets
     fraction_below_1: float
     fraction_below_1_ci95: tuple[float, float]
     beats_paper: float  # fraction of pairs with a ratio below the paper's on the same pair
     meets_goal: bool  # median ≤ 0.5 and < 1 on ≥ 90 % of pairs (issue 13)
+    n_targets: int = 0  # distinct targets among the pairs (the units the interval resamples)
+    privileged: str | None = None  # what it needs that a user lacks (a reference row, never "best")
 
 
 def _parent(store, spec):
@@ -111,7 +122,8 @@ def collect(store, cells: list[BenchmarkCell]) -> list[PairResult]:
             out.append(PairResult(c.cell, c.truth, run.seed, run.id, domains, truth,
                                   float(mc.kl_categorical(np.full(len(truth), 1 / len(truth)), truth)), est, ratios,
                                   run.git_commit, corpus.content_hash, settings,
-                                  {n: conditioning(p, *CONDITIONING[n]) for n in est if n in CONDITIONING}))
+                                  {n: conditioning(p, *CONDITIONING[n]) for n in est if n in CONDITIONING},
+                                  run.target_model_id))
     return out
 
 
@@ -127,10 +139,41 @@ def leaderboard(pairs: list[PairResult]) -> list[LeaderRow]:
         r = np.array([p.ratios[name] for p in have])
         paper = np.array([p.ratios[PAPER] for p in have])
         s = mc.recovery_summary(r)
-        rows.append(LeaderRow(name, e.family, e.description, s["n"], s["median"], s["median_ci95"],
+        clusters = [p.cluster for p in have]
+        _, lo, hi = mc.cluster_bootstrap_median(r, clusters, n_boot=N_BOOT, seed=0)
+        rows.append(LeaderRow(name, e.family, e.description, s["n"], s["median"], (lo, hi),
                               s["fraction_below_1"], s["fraction_below_1_ci95"],
-                              float(np.mean(r < paper)) if name != PAPER else float("nan"), s["meets_goal"]))
+                              float(np.mean(r < paper)) if name != PAPER else float("nan"), s["meets_goal"],
+                              len(set(clusters)), e.privileged))
     return sorted(rows, key=lambda x: x.median)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """An estimator chosen on some truths and judged on the others (no in-sample "best")."""
+
+    chosen: str
+    selection_truths: tuple[str, ...]
+    held_out_truths: tuple[str, ...]
+    chosen_row: LeaderRow  # on the held-out pairs
+    paper_row: LeaderRow  # the paper's, on the same held-out pairs
+
+
+def held_out(pairs: list[PairResult]) -> HeldOut | None:
+    """Choose the lowest median ratio among the estimators that need nothing privileged and are computed
+    on every pair, on every other truth (sorted by name); report it on the remaining truths."""
+    truths = sorted({p.truth for p in pairs})
+    if len(truths) < 2:
+        return None
+    pick, judge = tuple(truths[0::2]), tuple(truths[1::2])
+    n_all = len(pairs)
+    eligible = [r.estimator for r in leaderboard(pairs) if r.n == n_all and r.privileged is None]
+    on_pick = [r for r in leaderboard([p for p in pairs if p.truth in pick]) if r.estimator in eligible]
+    if not on_pick:
+        return None
+    chosen = on_pick[0].estimator
+    board = {r.estimator: r for r in leaderboard([p for p in pairs if p.truth in judge])}
+    return HeldOut(chosen, pick, judge, board[chosen], board[PAPER])
 
 
 def by_group(pairs: list[PairResult], key) -> dict[str, dict[str, float]]:
