@@ -1,6 +1,7 @@
 """Write a pass-2 benchmark file: for chosen truths of one cell of a finished recovery benchmark, train
-uniform, the paper's aggregated-LLD and a fixed recipe from one estimator, and judge them by the
-sampled KL to the target (paired on the same draws).
+uniform, the oracle (the target's true mixture: a reference that measures the headroom), the paper's
+aggregated-LLD and a fixed recipe from one estimator, and judge them by the sampled KL to the target
+(paired on the same draws).
 
     LLDMIX_HOME=... python scripts/recovery_pass2.py --benchmark runs/recovery.yaml --cell S-r1 \\
         --truths dir-a2-s1,paper-x2 --estimator calibrated-auto --out runs/recovery-pass2.yaml
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cell", required=True)
     ap.add_argument("--truths", required=True, help="comma-separated truth names")
     ap.add_argument("--estimator", required=True, choices=sorted(ESTIMATORS))
-    ap.add_argument("--methods", default="uniform,iterative-lld,aggregated-lld,fixed",
+    ap.add_argument("--methods", default="uniform,oracle,iterative-lld,aggregated-lld,fixed",
                     help="pass-2 methods (uniform is always needed: every figure is paired against it)")
     ap.add_argument("--n-samples", type=int, default=128)
     ap.add_argument("--n-tokens", type=int, default=256)

@@ -255,3 +255,28 @@ def test_leaderboard_intervals_resample_targets_not_pairs():
     naive = mc.median_interval(np.repeat(values, 2))  # what treating the 12 pairs as independent gives
     assert row2.median_ci95[1] - row2.median_ci95[0] >= naive[1] - naive[0]
     assert next(r for r in twice if r.estimator == "calibrated-auto").privileged is not None
+
+
+def test_pass2_headroom_by_case_from_the_oracle_rows():
+    """H_s = −(KL_oracle − KL_uniform) per seed; a method with the oracle's differences captures exactly 1."""
+    from lldmix_core.benchmark.report import headroom_by_case
+
+    rows = [_p2("oracle", -0.020, 0.001, 0), _p2("oracle", -0.030, 0.001, 1),
+            _p2("fixed", -0.020, 0.001, 0), _p2("fixed", -0.030, 0.001, 1)]
+    text = "\n".join(headroom_by_case(rows))
+    half = mc.t_quantile(0.975, 1) * 0.01 / 2 ** 0.5 / 2 ** 0.5
+    assert f"| S | t | 2 | +0.0250 [{0.025 - half:+.4f}, {0.025 + half:+.4f}] | no | fixed 1.00 [unbounded" in text
+    assert headroom_by_case([_p2("fixed", -0.02, 0.001)]) == []  # no oracle: no headroom table
+
+
+def test_a_twin_cell_expands_into_twin_targets():
+    b = load_benchmark(ROOT / "runs" / "recovery-smoke.yaml")
+    data = b.model_dump(mode="json")
+    data["cells"] = [{**data["cells"][0], "twin": True}]
+    from lldmix_core.benchmark.suite import BenchmarkSpec
+
+    (cell, *_) = expand(BenchmarkSpec.model_validate(data))
+    assert cell.spec.target.train.twin and cell.spec.target.train.steps is None
+    data["cells"][0]["target_ratio"] = 2
+    with pytest.raises(ValueError, match="target_ratio must be 1"):
+        BenchmarkSpec.model_validate(data)

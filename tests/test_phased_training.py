@@ -71,7 +71,9 @@ def test_specs_without_phases_keep_their_hash():
     the hashes below were computed at commit 200c096, before the option existed."""
     from lldmix_core.spec import load_spec
 
-    assert load_spec(ROOT / "runs/quickstart.yaml").spec_hash == "9575feda95b6d3481a60725b768e18b6eb4c1c5c551f6e8a7bb06de52a27c112"
+    # the quickstart as it was until issue 21 (it became a twin-target spec then), kept as a fixture
+    assert load_spec(ROOT / "tests/fixtures/quickstart-v1.yaml").spec_hash == \
+        "9575feda95b6d3481a60725b768e18b6eb4c1c5c551f6e8a7bb06de52a27c112"
     assert load_spec(ROOT / "runs/replication.yaml").spec_hash == "cf7f424a87fcfcb99aea45466603f8a7358b6e02a3302023be34dd58b711db7e"
 
 

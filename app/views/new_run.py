@@ -125,7 +125,7 @@ with tab_build:
     seed_list, err = parse_seeds(c1.text_input("Seeds (comma-separated)", value="0"))
     if err:
         errors.append(err)
-    size = c2.selectbox("Model size", ["smoke: 1 layer × 32, context 64", "quickstart: 2 layers × 128, context 256"])
+    size = c2.selectbox("Model size", ["smoke: 1 layer × 32, context 64", "paper-2x128: 2 layers × 128, context 256"])
     arch = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64} if size.startswith("smoke") else \
         {"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 256}
     per_domain = c2.number_input("Evaluation texts per domain", 1, 10_000, 4)

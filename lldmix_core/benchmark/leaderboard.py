@@ -116,7 +116,7 @@ def collect(store, cells: list[BenchmarkCell]) -> list[PairResult]:
             est = estimate_all(p)
             ratios = {n: mc.recovery_ratio(w, truth) for n, w in est.items()}
             t = c.spec.target.train
-            settings = {"size": f"{c.spec.arch.n_layer}x{c.spec.arch.n_embd}", "target_steps": t.steps,
+            settings = {"size": f"{c.spec.arch.n_layer}x{c.spec.arch.n_embd}", "target_steps": t.steps or c.spec.training.steps,
                         "base_steps": c.spec.training.steps,
                         "base": "random" if c.spec.base.init else f"pretrained {c.spec.base.train.steps} steps"}
             out.append(PairResult(c.cell, c.truth, run.seed, run.id, domains, truth,

@@ -31,7 +31,8 @@ def describe_benchmark(b: BenchmarkSpec, cells: list[BenchmarkCell], store=None)
         a, t = s.arch, s.target.train
         base = "random base" if s.base.init else f"base trained {s.base.train.steps} steps first"
         state = "  [finished]" if s.name in done_names else ""
-        lines.append(f"    {s.name:<40} {a.n_layer}×{a.n_embd}, target {t.steps} steps, base {s.training.steps} steps, "
+        target = f"twin targets ({s.training.steps} steps)" if t.twin else f"target {t.steps} steps"
+        lines.append(f"    {s.name:<40} {a.n_layer}×{a.n_embd}, {target}, base {s.training.steps} steps, "
                      f"{base}, seeds {list(s.seeds)}, methods {list(s.methods)}{state}")
     est = seconds_estimate(cells, STEP_SECONDS)
     when = f"{est / 60:.0f} min" if est >= 120 else f"{est:.0f} s"

@@ -9,7 +9,7 @@ content like any spec, so a re-run finds what is done. Pure: no I/O beyond readi
     truths: [{name, dirichlet: {concentration, seed}, multipliers?}, ...]
     sizes: {S: {arch}, M: {arch}}
     bases: {random: {init: random}, pretrained: {train: {steps, seed, dirichlet|weights}}}
-    cells: [{name, size, target_ratio, base, truths: all | [names], seeds?}]
+    cells: [{name, size, target_ratio, base, truths: all | [names], seeds?, twin?}]
     reference: true                      # a uniform-trained target per (size, ratio) for the calibrated Δ
     spec: {the run-spec fields every cell shares: seeds, corpus, training, methods, lld, kl, ...}
 """
@@ -84,6 +84,15 @@ class Cell(_Strict):
     truths: str | tuple[str, ...] = "all"
     seeds: tuple[int, ...] | None = None  # default: spec.seeds
     spec: dict = Field(default_factory=dict)  # run-spec fields this cell sets differently (e.g. methods, kl)
+    # twin targets: one per seed, trained from that seed's base with the runs' budget (the mixture is the only
+    # difference; target_ratio must be 1), instead of one independent target with its own seed
+    twin: bool = False
+
+    @model_validator(mode="after")
+    def _twin_budget(self):
+        if self.twin and self.target_ratio != 1:
+            raise ValueError(f"cells.{self.name}: a twin target trains with the runs' budget: target_ratio must be 1")
+        return self
 
 
 class BenchmarkSpec(_Strict):
@@ -183,7 +192,8 @@ def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
         for t in chosen:
             w = truth_weights(b.domains, t)
             i = [x.name for x in b.truths].index(t.name)
-            target = {"train": {"steps": target_steps, "seed": b.target_seed + i, "weights": w}}
+            target = {"train": {"twin": True, "weights": w}} if c.twin else \
+                {"train": {"steps": target_steps, "seed": b.target_seed + i, "weights": w}}
             out.append(BenchmarkCell(c.name, t.name, w, _spec(b, cell_shared, f"{c.name}.{t.name}", arch, target, base, seeds,
                                                               f"truth {t.name}, cell {c.name}"), reference=ref_name))
         if b.reference and (c.size, target_steps) not in refs_done:
@@ -251,10 +261,13 @@ def seconds_estimate(cells: list[BenchmarkCell], step_seconds: dict[str, float])
         a = c.spec.arch
         s = step_seconds.get(f"{a.n_layer}x{a.n_embd}", ref_s * (a.n_layer * a.n_embd ** 2) / (rl * rd ** 2))
         t = c.spec.target.train
-        key = (a.n_layer, a.n_embd, t.steps, t.seed, tuple(sorted((t.weights or {}).items())))
-        if key not in seen:
-            seen.add(key)
-            total += t.steps * s
+        if t.twin:  # one target per seed, each as long as a run
+            total += len(c.spec.seeds) * c.spec.training.steps * s
+        else:
+            key = (a.n_layer, a.n_embd, t.steps, t.seed, tuple(sorted((t.weights or {}).items())))
+            if key not in seen:
+                seen.add(key)
+                total += t.steps * s
         n_runs = len(c.spec.seeds) * len(c.spec.methods)
         total += n_runs * c.spec.training.steps * s * 1.4
     return total if math.isfinite(total) else math.nan
