@@ -280,3 +280,21 @@ def test_a_twin_cell_expands_into_twin_targets():
     data["cells"][0]["target_ratio"] = 2
     with pytest.raises(ValueError, match="target_ratio must be 1"):
         BenchmarkSpec.model_validate(data)
+
+
+def test_the_paper_settings_cell_is_paired_with_the_cell_it_repeats():
+    from lldmix_core.benchmark.report import settings_comparison
+
+    b = load_benchmark(ROOT / "runs" / "recovery.yaml")
+    cell = next(c for c in b.cells if c.name == "S-r1-paper")
+    assert cell.compare_to == "S-r1"
+    spec = next(c.spec for c in expand(b) if c.cell == "S-r1-paper")
+    assert spec.lld.estimate_texts_per_domain is None and spec.lld.gram.texts_per_domain == spec.corpus.eval_per_domain
+
+    def pair(cell, truth, seed, ratio, target):
+        return PairResult(cell, truth, seed, 0, ("a", "b"), np.array([0.6, 0.4]), 0.02, {}, {PAPER: ratio}, "abc",
+                          "h", {}, {}, target_id=target)
+    pairs = [pair("S-r1", f"t{i}", s, 0.9, i) for i in range(3) for s in (0, 1)] + \
+        [pair("S-r1-paper", f"t{i}", s, 0.8, i) for i in range(3) for s in (0, 1)]
+    (row,) = [r for r in settings_comparison(b, pairs) if r.startswith("| `S-r1-paper`")]
+    assert "| 6 | 0.800 [0.80, 0.80] | 0.900 [0.90, 0.90] | -0.100 [-0.10, -0.10] |" in row

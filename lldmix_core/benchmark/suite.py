@@ -87,6 +87,10 @@ class Cell(_Strict):
     # twin targets: one per seed, trained from that seed's base with the runs' budget (the mixture is the only
     # difference; target_ratio must be 1), instead of one independent target with its own seed
     twin: bool = False
+    # the cell it repeats with other settings (same truths and seeds): the report pairs them, e.g. the
+    # paper's estimator at the paper's settings against the same cell at the cheap default
+    compare_to: str | None = None
+    label: str = ""  # what the cell's settings are, for the report
 
     @model_validator(mode="after")
     def _twin_budget(self):
@@ -119,6 +123,8 @@ class BenchmarkSpec(_Strict):
                 raise ValueError(f"cells.{c.name}.size: {c.size!r} is not in sizes {list(self.sizes)}")
             if c.base not in self.bases:
                 raise ValueError(f"cells.{c.name}.base: {c.base!r} is not in bases {list(self.bases)}")
+            if c.compare_to is not None and c.compare_to not in {x.name for x in self.cells}:
+                raise ValueError(f"cells.{c.name}.compare_to: {c.compare_to!r} is not a cell")
             if c.truths != "all":
                 unknown = sorted(set(c.truths) - set(names))
                 if unknown:
