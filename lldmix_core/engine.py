@@ -108,7 +108,7 @@ class Engine:
                     out.recipes[unit.seed] = outcome.weights
             if self.twin(spec):
                 out.target_name = f"{len(contexts)} twin target(s), one per seed"
-            self._seed_pairs(spec, contexts, out)
+            self._seed_pairs(spec, out)
             self.store.finish_run(parent_id, status="finished")
             self.tracker.end(mlflow_parent)
         except BaseException as e:
@@ -143,7 +143,7 @@ class Engine:
                                       prov, truth=truth)
         return contexts[which]
 
-    def _seed_pairs(self, spec: RunSpec, contexts: dict, out: SpecOutcome) -> None:
+    def _seed_pairs(self, spec: RunSpec, out: SpecOutcome) -> None:
         """The training-noise floor: sampled KL between two models trained alike from consecutive seeds."""
         s = spec.kl.sampled
         if s.n_samples == 0 or len(spec.seeds) < 2:

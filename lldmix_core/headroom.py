@@ -63,6 +63,12 @@ class MethodCapture:
     def detected(self) -> bool:
         return self.diff is not None and (self.diff.hi < 0 or self.diff.lo > 0)
 
+    @property
+    def identical(self) -> bool:
+        """The same final KL as the baseline on every seed (e.g. a recipe so close to uniform that every
+        step drew the same domain): nothing to detect, and no noise to size a detectable effect with."""
+        return self.diff is not None and self.diff.mean_diff == 0 and self.sd_diff == 0
+
 
 @dataclass(frozen=True)
 class HeadroomSummary:
@@ -135,7 +141,9 @@ def format_headroom(s: HeadroomSummary) -> list[str]:
                  f"than {s.baseline}), 95 % Fieller interval over seeds:")
     for m in s.methods:
         extra = ""
-        if m.diff is not None and not m.detected:
+        if m.identical:
+            extra = f"; the same final KL as {s.baseline} on every seed"
+        elif m.diff is not None and not m.detected:
             share = f" = {m.mde / h.mean:.0%} of H" if h.mean > 0 else ""
             extra = (f"; difference to {s.baseline} not detected (smallest detectable at 80 % power: "
                      f"{m.mde:.4f} bits/byte{share})")

@@ -118,7 +118,8 @@ def _headroom_section(summary: HeadroomSummary | None) -> list[str]:
         rows.append([_named(m.label), str(m.n), m.captured.text(),
                      f"{d.mean_diff:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}]" if d is not None else "—",
                      f"{m.mde:.4f}" if math.isfinite(m.mde) else "—",
-                     ("closer" if d.hi < 0 else "farther") if m.detected else "not detected"])
+                     ("closer" if d.hi < 0 else "farther") if m.detected else
+                     f"identical to {base} on every seed" if m.identical else "not detected"])
     lines = [
         "## Headroom: what any mixture could win here", "",
         f"The oracle trains each seed's base on the target's true mixture: a reference that needs what a user "
@@ -150,7 +151,7 @@ def _headroom_section(summary: HeadroomSummary | None) -> list[str]:
         lines.append("Captures at least half the headroom with an interval above 0, needing nothing privileged: "
                      + ", ".join(met) + ".")
     else:
-        mde = [m.mde for m in usable if math.isfinite(m.mde)]
+        mde = [m.mde for m in usable if math.isfinite(m.mde) and not m.identical]
         power = (f" The smallest difference to {base} these {n} seeds detect at 80 % power is {min(mde):.4f}–"
                  f"{max(mde):.4f} bits/byte, {min(mde) / h.mean:.0%}–{max(mde) / h.mean:.0%} of H.") if mde else ""
         lines.append("No method that needs nothing privileged captures at least half the headroom with an interval "

@@ -78,7 +78,9 @@ def test_rerun_finds_everything_and_results_write_the_leaderboard(recovery_smoke
     assert "(6 pass-1 pairs, 0 pass-2 rows)" in res.stdout
     text = doc.read_text()
     assert "Pairs (target, seed) with a finished pass 1: **6 of 6**" in text
-    assert "| `paper` | paper | 6 |" in text and "Best estimator" in text
+    # 6 pairs from 2 distinct targets (a target's seeds, and the two cells on paper-x2's target, are one unit)
+    assert "| `paper` | paper | 6 (2) |" in text and "Best estimator" not in text
+    assert "from 2 distinct targets" in text and "judged on the held-out truths" in text
 
 
 AGG_SPEC = """name: agg-by-estimator
