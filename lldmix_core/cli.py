@@ -500,6 +500,39 @@ def recipe_list():
         typer.echo(f"{r['id']:>4}  {r['name']:<40} {r['method']:<26} {w}")
 
 
+@recipe_app.command("from-models")
+def recipe_from_models(
+    base: str = typer.Argument(..., help="Base model: name or id in the database."),
+    target: str = typer.Argument(..., help="Target model: name or id in the database."),
+    corpus: str = typer.Option(..., help="Evaluation corpus: name, id or hash prefix."),
+    tau: str = typer.Option(..., help="Temperature τ > 0, 'auto' (the spread of Δ) or 'inf' (the prior)."),
+    unit: str = typer.Option("token", help="token (nats/token, the paper's) or byte (nats/byte: models with different tokenizers)."),
+    name: Optional[str] = typer.Option(None, help="Recipe name (default BASE-to-TARGET.UNIT.tauT)."),
+    batch_tokens: int = typer.Option(8192, help="Tokens per scoring batch."),
+    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not log the recipe to MLflow."),
+):
+    """A fixed recipe from two checkpoints: softmax((ℓ_target − ℓ_base)/τ) per domain, stored with its provenance."""
+    from lldmix_core.oneshot import EXPERIMENT, describe, parse_tau, recipe_from_models as one_shot
+    from lldmix_core.tracking import make_tracker
+
+    tau_setting = parse_tau(tau)
+    if unit not in ("token", "byte"):
+        raise UserError(f"--unit {unit!r}: token or byte")
+    s = _settings()
+    store = _writable_store()
+    tracker = make_tracker(not no_mlflow, s.mlflow_uri, EXPERIMENT, s.mlflow_artifact_root)
+    r = one_shot(store, base, target, corpus, tau=tau_setting, unit=unit, name=name,
+                 checkpoints_dir=s.checkpoints_dir, tracker=tracker, batch_tokens=batch_tokens)
+    for role in ("base", "target"):
+        typer.echo(f"{role}: {'scored' if r.scored[role] else 'found in the database (no forward pass)'}")
+    for line in describe(r):
+        typer.echo(line)
+    typer.echo(f"recipe {r.name!r} (id {r.recipe_id}): "
+               + ("stored" if r.stored_new else "already stored, unchanged")
+               + (f"; MLflow run {r.mlflow_run_id}" if r.mlflow_run_id else ""))
+    typer.echo(f"export: lldmix recipe export {r.name} --format hf   (or json, yaml, csv, mosaic, olmo, megatron, nanotron)")
+
+
 @recipe_app.command("export")
 def recipe_export(
     name: str = typer.Argument(..., help="Recipe name or id."),
