@@ -83,18 +83,21 @@ def test_recipe_from_models_is_softmax_of_stored_delta_and_reused(store, home):
     assert second.stdout.count("found in the database (no forward pass)") == 2 and "already stored, unchanged" in second.stdout
     assert con.execute("SELECT COUNT(*) FROM loglik_vectors").fetchone()[0] == 2
     assert con.execute("SELECT COUNT(*) FROM recipes").fetchone()[0] == 1
-    # τ = auto is the spread of Δ (a new recipe, still no scoring)
-    auto = run_cli("recipe", "from-models", "base", "target", "--corpus", "ev", "--tau", "auto", "--unit", "byte",
-                   "--no-mlflow", env=env)
-    assert auto.stdout.count("no forward pass") == 2
+    # τ = auto is the spread of Δ (a new recipe, still no scoring: the checkpoints are gone)
+    from lldmix_core.config import get_settings
+    from lldmix_core.oneshot import recipe_from_models
+    from lldmix_core.recipes import render
+
+    auto = recipe_from_models(store, "base", "target", "ev", tau="auto", unit="byte", checkpoints_dir=get_settings().checkpoints_dir)
+    assert auto.scored == {"base": False, "target": False} and auto.name == "base-to-target.byte.tauauto"
     bb, tb = _domain_ll(con, "base", "nats_per_byte"), _domain_ll(con, "target", "nats_per_byte")
     db = np.array([tb[d] - bb[d] for d in domains])
     tau = db.max() - db.min()
     w_auto = json.loads(con.execute("SELECT weights FROM recipes WHERE name = 'base-to-target.byte.tauauto'").fetchone()[0])
     assert np.allclose([w_auto[d] for d in domains], np.exp(db / tau) / np.exp(db / tau).sum(), atol=1e-4, rtol=0)
-    exported = run_cli("recipe", "export", "r", "--format", "csv", env=env).stdout
+    assert abs(auto.tau - tau) < 1e-5
+    exported = render(store.get_recipe("r"), "csv")
     assert {l.split(",")[0] for l in exported.strip().splitlines()[1:]} == set(domains)
-
 
 def test_from_models_refuses_tokens_across_vocabularies(store, home):
     from lldmix_core.config import get_settings
