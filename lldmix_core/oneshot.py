@@ -6,7 +6,9 @@ resolved, the unit, ℓ and Δ per domain, the commit) and to MLflow (one run in
 `lldmix-recipes`). A second call with the same inputs finds both vectors and the recipe stored: it
 loads no model, runs no forward pass and logs nothing new.
 
-Floor 5 (beside the engine): store, tracker, evaluate, mathcore.
+Floor 5 (beside the engine): store, tracker, mathcore; `evaluate` (torch) only when a model must be
+scored, so the dashboard computes recipes from stored vectors without importing torch
+(`score_missing=False`: a model without stored scores is then a one-line error naming the command).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from lldmix_core import mathcore as mc
 from lldmix_core import provenance
 from lldmix_core.db.store import Store
 from lldmix_core.errors import UserError
-from lldmix_core.evaluate import domain_means, load_stored_model, score_model
 from lldmix_core.tracking import NullTracker
 
 METHOD = "from-models"
@@ -68,21 +69,27 @@ def default_name(base: str, target: str, unit: str, tau_setting: str) -> str:
     return f"{base}-to-{target}.{unit}.tau{tau_setting}"
 
 
-def _vector(store: Store, checkpoints_dir: Path, model_id: int, corpus_id: int, texts, batch_tokens: int):
+def _vector(store: Store, checkpoints_dir: Path, model_id: int, corpus, texts, batch_tokens: int, score_missing: bool):
     """(loglik, n_tokens, computed): the stored vector when there is one (no model is loaded), else score."""
     info = store.get_model(model_id)
-    cached = store.get_loglik_vector(model_id, corpus_id, info.tokenizer_hash)
+    cached = store.get_loglik_vector(model_id, corpus.id, info.tokenizer_hash)
     if cached is not None:
         ll, nt = cached
         return ll.astype(np.float64), nt.astype(np.int64), False
+    if not score_missing:
+        raise UserError(f"model {info.name!r} has no stored scores on corpus {corpus.name!r}: run "
+                        f"`lldmix score --model {info.name} --corpus {corpus.name}` first")
+    from lldmix_core.evaluate import load_stored_model, score_model  # torch: only when scoring
+
     lm = load_stored_model(store, checkpoints_dir, model_id)
-    s = score_model(store, lm, model_id, corpus_id, texts, batch_tokens=batch_tokens)
+    s = score_model(store, lm, model_id, corpus.id, texts, batch_tokens=batch_tokens)
     return s.loglik, s.n_tokens, s.computed
 
 
 def recipe_from_models(
     store: Store, base: str, target: str, corpus: str, *, tau: float | str, unit: str = "token",
     name: str | None = None, checkpoints_dir: Path, tracker: NullTracker | None = None, batch_tokens: int = 8192,
+    score_missing: bool = True,
 ) -> OneShotRecipe:
     if unit not in UNITS:
         raise UserError(f"--unit {unit!r}: token or byte")
@@ -97,8 +104,8 @@ def recipe_from_models(
     domains = tuple(c.domains)
     out = {}
     for role, info in (("base", b), ("target", t)):
-        ll, nt, computed = _vector(store, checkpoints_dir, info.id, c.id, texts, batch_tokens)
-        out[role] = (domain_means(ll, nt, texts.n_bytes, texts.domains, domains, unit), computed)
+        ll, nt, computed = _vector(store, checkpoints_dir, info.id, c, texts, batch_tokens, score_missing)
+        out[role] = (mc.domain_means(ll, nt, texts.n_bytes, texts.domains, domains, unit), computed)
     base_ll, target_ll = out["base"][0], out["target"][0]
     delta = target_ll - base_ll
     tau_resolved = mc.resolve_tau(tau, delta)

@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 
 def _setup(store, home, tokenizers=("bytes", "bytes")):
@@ -98,6 +98,25 @@ def test_recipe_from_models_is_softmax_of_stored_delta_and_reused(store, home):
     assert abs(auto.tau - tau) < 1e-5
     exported = render(store.get_recipe("r"), "csv")
     assert {l.split(",")[0] for l in exported.strip().splitlines()[1:]} == set(domains)
+
+    # the dashboard's Recipes page does the same from the two registered models' stored scores
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/recipes.py")
+    at.run()
+    at.selectbox(key="fm-base").set_value("base")
+    at.selectbox(key="fm-target").set_value("target")
+    at.text_input(key="fm-tau").set_value("0.2")
+    at.text_input(key="fm-name").set_value("from-app")
+    at.button(key="fm-go").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    w_app = json.loads(con.execute("SELECT weights FROM recipes WHERE name = 'from-app'").fetchone()[0])
+    assert np.allclose([w_app[d] for d in domains], np.exp(delta / 0.2) / np.exp(delta / 0.2).sum(), atol=1e-4, rtol=0)
+    assert any("from-app" in s.value for s in at.success)
+    assert con.execute("SELECT COUNT(*) FROM loglik_vectors").fetchone()[0] == 2
 
 def test_from_models_refuses_tokens_across_vocabularies(store, home):
     from lldmix_core.config import get_settings
