@@ -126,7 +126,10 @@ def test_from_models_refuses_tokens_across_vocabularies(store, home):
     _setup(store, home, tokenizers=("bytes", "gpt2"))
     with pytest.raises(UserError, match="--unit byte"):
         recipe_from_models(store, "base", "target", "ev", tau=1.0, unit="token", checkpoints_dir=get_settings().checkpoints_dir)
-    assert store.list_recipes() == []
+    with pytest.raises(UserError, match=r"'base' has no stored scores on corpus 'ev': run `lldmix score --model base --corpus ev`"):
+        recipe_from_models(store, "base", "target", "ev", tau=1.0, unit="byte", score_missing=False,
+                           checkpoints_dir=get_settings().checkpoints_dir)
+    assert store.list_recipes() == [] and store.loglik_matrix(store.get_corpus("ev").id)[0] == []  # nothing scored
     for bad in ("0", "-1", "nan", "x"):
         with pytest.raises(UserError, match="--tau"):
             parse_tau(bad)
