@@ -99,6 +99,9 @@ def recipe_from_models(
     if unit == "token" and b.tokenizer_hash != t.tokenizer_hash:
         raise UserError(f"{b.name} and {t.name} have different tokenizers ({b.tokenizer}, {t.tokenizer}): nats/token "
                         "are not comparable across vocabularies; use --unit byte")
+    setting = tau_setting_text(tau)
+    name = name or default_name(b.name, t.name, unit, setting)
+    _refuse_other_recipe(store, name)
     c = store.get_corpus(corpus)
     texts = store.load_texts(c.id)
     domains = tuple(c.domains)
@@ -110,8 +113,6 @@ def recipe_from_models(
     delta = target_ll - base_ll
     tau_resolved = mc.resolve_tau(tau, delta)
     weights = mc.lld_weights(delta, tau_resolved)
-    setting = tau_setting_text(tau)
-    name = name or default_name(b.name, t.name, unit, setting)
     per = lambda v: {d: float(x) for d, x in zip(domains, v)}  # noqa: E731
     prov = {
         "method": METHOD, "base": b.name, "target": t.name,
@@ -149,6 +150,16 @@ def recipe_from_models(
     tracker.end(run_id)
     return OneShotRecipe(name, recipe_id, domains, unit, base_ll, target_ll, delta, tau_resolved, setting, weights,
                          scored, stored_new=True, mlflow_run_id=run_id)
+
+
+def _refuse_other_recipe(store: Store, name: str) -> None:
+    """A name held by a recipe some other way made (e.g. an aggregated-LLD run's) is never overwritten."""
+    try:
+        have = store.get_recipe(name)
+    except UserError:
+        return
+    if have["method"] != METHOD:
+        raise UserError(f"recipe name {name!r} is taken by recipe {have['id']} (method {have['method']}): choose another --name")
 
 
 def _same_recipe(store: Store, name: str, weights: np.ndarray, domains, prov: dict) -> dict | None:

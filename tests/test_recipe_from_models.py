@@ -130,6 +130,11 @@ def test_from_models_refuses_tokens_across_vocabularies(store, home):
         recipe_from_models(store, "base", "target", "ev", tau=1.0, unit="byte", score_missing=False,
                            checkpoints_dir=get_settings().checkpoints_dir)
     assert store.list_recipes() == [] and store.loglik_matrix(store.get_corpus("ev").id)[0] == []  # nothing scored
+    store.save_recipe(name="agg", method="aggregated-lld-geometric", weights={"Python": 1.0}, provenance={})
+    with pytest.raises(UserError, match=r"'agg' is taken by recipe \d+ \(method aggregated-lld-geometric\)"):
+        recipe_from_models(store, "base", "target", "ev", tau=1.0, unit="byte", name="agg",
+                           checkpoints_dir=get_settings().checkpoints_dir)
+    assert store.get_recipe("agg")["weights"] == {"Python": 1.0}
     for bad in ("0", "-1", "nan", "x"):
         with pytest.raises(UserError, match="--tau"):
             parse_tau(bad)
