@@ -169,7 +169,7 @@ def _same_recipe(store: Store, name: str, weights: np.ndarray, domains, prov: di
     except UserError:
         return None
     hp = have["provenance"]
-    keys = ("method", "base_fingerprint", "target_fingerprint", "corpus_hash", "unit", "tau_setting", "git_commit")
+    keys = ("method", "base_fingerprint", "target_fingerprint", "corpus_hash", "unit", "tau_setting")  # and the weights
     if have["method"] != METHOD or any(hp.get(k) != prov.get(k) for k in keys):
         return None
     w = have["weights"]
