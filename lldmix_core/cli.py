@@ -228,6 +228,65 @@ def model_add(
     typer.echo(f"model {name!r} (id {mid}): {lm.kind}, {lm.n_params:,} parameters, tokenizer {lm.tokenizer.name}")
 
 
+@model_app.command("add-packaged")
+def model_add_packaged(
+    key: str = typer.Argument(..., help="smollm2-135m-instruct or gemma3-270m (the [real] extra)."),
+    name: Optional[str] = typer.Option(None, help="Name in the database (default: KEY)."),
+):
+    """A real pretrained model from its registry package: GGUF → de-quantised fp32 folder under the home, registered."""
+    import time
+
+    from lldmix_core.models.packaged import check_extra, get_packaged
+
+    p = get_packaged(key)
+    check_extra(p)
+    name = name or p.key
+    store = _writable_store()
+    taken = next((m for m in store.list_models() if m.name == name), None)
+    if taken is not None:
+        if not (Path(taken.source) / "config.json").is_file():
+            raise UserError(f"model name {name!r} is taken by model {taken.id}, whose folder {taken.source} is gone: "
+                            "choose another --name")
+        typer.echo(f"model {name!r} (id {taken.id}) is already registered: {taken.source} ({taken.n_params:,} parameters)")
+    else:
+        t0 = time.monotonic()
+        folder, mid, lm = _dequantise_and_register(store, p, name)
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        typer.echo(f"model {name!r} (id {mid}): {p.description}; {lm.n_params:,} parameters, vocabulary "
+                   f"{lm.tokenizer.vocab_size:,}, fp32 folder {folder} ({size / 1e6:,.0f} MB), "
+                   f"in {time.monotonic() - t0:.0f} s")
+    typer.echo(f"licence: {p.licence}")
+    if p.notice is not None:
+        typer.echo(p.notice())
+
+
+def _dequantise_and_register(store, p, name: str):
+    """De-quantise `p` into a scratch folder of the home, move it to models/<key>-fp32-<content hash>,
+    register it from there (its fingerprint is the folder's content, as `model add` computes it)."""
+    import shutil
+
+    from lldmix_core.evaluate import register_model
+    from lldmix_core.models import load_model
+    from lldmix_core.models.hf import _fingerprint_folder
+    from lldmix_core.models.packaged import dequantise
+
+    models = _settings().home / "models"
+    scratch = models / f".{p.key}-scratch-{os.getpid()}"
+    tmp = models / f".{p.key}-fp32-{os.getpid()}"
+    try:
+        dequantise(p, tmp, scratch)
+        folder = models / f"{p.key}-fp32-{_fingerprint_folder(tmp)[:12]}"
+        if folder.exists():  # the same content, saved by an earlier call
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    lm = load_model("hf", folder)
+    return folder, register_model(store, lm, name, source=str(folder.resolve())), lm
+
+
 @model_app.command("list")
 def model_list():
     """List models and checkpoints."""
@@ -498,6 +557,39 @@ def recipe_list():
     for r in _verified_store().list_recipes():
         w = ", ".join(f"{d} {v:.3f}" for d, v in r["weights"].items())
         typer.echo(f"{r['id']:>4}  {r['name']:<40} {r['method']:<26} {w}")
+
+
+@recipe_app.command("from-models")
+def recipe_from_models(
+    base: str = typer.Argument(..., help="Base model: name or id in the database."),
+    target: str = typer.Argument(..., help="Target model: name or id in the database."),
+    corpus: str = typer.Option(..., help="Evaluation corpus: name, id or hash prefix."),
+    tau: str = typer.Option(..., help="Temperature τ > 0, 'auto' (the spread of Δ) or 'inf' (the prior)."),
+    unit: str = typer.Option("token", help="token (nats/token, the paper's) or byte (nats/byte: models with different tokenizers)."),
+    name: Optional[str] = typer.Option(None, help="Recipe name (default BASE-to-TARGET.UNIT.tauT)."),
+    batch_tokens: int = typer.Option(8192, help="Tokens per scoring batch."),
+    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not log the recipe to MLflow."),
+):
+    """A fixed recipe from two checkpoints: softmax((ℓ_target − ℓ_base)/τ) per domain, stored with its provenance."""
+    from lldmix_core.oneshot import EXPERIMENT, describe, parse_tau, recipe_from_models as one_shot
+    from lldmix_core.tracking import make_tracker
+
+    tau_setting = parse_tau(tau)
+    if unit not in ("token", "byte"):
+        raise UserError(f"--unit {unit!r}: token or byte")
+    s = _settings()
+    store = _writable_store()
+    tracker = make_tracker(not no_mlflow, s.mlflow_uri, EXPERIMENT, s.mlflow_artifact_root)
+    r = one_shot(store, base, target, corpus, tau=tau_setting, unit=unit, name=name,
+                 checkpoints_dir=s.checkpoints_dir, tracker=tracker, batch_tokens=batch_tokens)
+    for role in ("base", "target"):
+        typer.echo(f"{role}: {'scored' if r.scored[role] else 'found in the database (no forward pass)'}")
+    for line in describe(r):
+        typer.echo(line)
+    typer.echo(f"recipe {r.name!r} (id {r.recipe_id}): "
+               + ("stored" if r.stored_new else "already stored, unchanged")
+               + (f"; MLflow run {r.mlflow_run_id}" if r.mlflow_run_id else ""))
+    typer.echo(f"export: lldmix recipe export {r.name} --format hf   (or json, yaml, csv, mosaic, olmo, megatron, nanotron)")
 
 
 @recipe_app.command("export")

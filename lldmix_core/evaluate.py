@@ -13,6 +13,7 @@ import numpy as np
 
 from lldmix_core.db.store import CorpusTexts, Store
 from lldmix_core.errors import UserError
+from lldmix_core.mathcore import domain_means  # noqa: F401  (pure numpy; re-exported for the engine)
 from lldmix_core.models import load_model
 from lldmix_core.models.base import LanguageModel
 from lldmix_core.scoring import score_texts
@@ -95,20 +96,6 @@ def _agree(flag: bool) -> bool:
     from lldmix_core.distributed import broadcast_object
 
     return bool(broadcast_object(flag))
-
-
-def domain_means(
-    loglik: np.ndarray, n_tokens: np.ndarray, n_bytes: np.ndarray, text_domains: list[str],
-    domains: tuple[str, ...], unit: str,
-) -> np.ndarray:
-    """ℓ_k per domain [K]: Σ log p / Σ tokens (unit "token", nats/token) or / Σ bytes ("byte", nats/byte)."""
-    dom = np.array(text_domains)
-    denom = n_tokens if unit == "token" else n_bytes
-    out = np.empty(len(domains))
-    for k, d in enumerate(domains):
-        m = dom == d
-        out[k] = loglik[m].sum() / max(1, denom[m].sum())
-    return out
 
 
 def load_stored_model(store: Store, checkpoints_dir: Path, model_id: int) -> LanguageModel:

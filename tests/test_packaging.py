@@ -65,7 +65,7 @@ def test_the_dashboards_imports_do_not_pull_in_torch():
     import sys
 
     code = ("import sys; sys.path.insert(0, 'app'); import ui_data, ui_charts, ui_worker; "
-            "import lldmix_core.recipes, lldmix_core.spec, lldmix_core.mathcore, lldmix_core.db.store; "
+            "import lldmix_core.recipes, lldmix_core.spec, lldmix_core.mathcore, lldmix_core.db.store, lldmix_core.oneshot; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -65,10 +65,10 @@ from lldmix_core.mathcore.stats import (
     spearman,
     t_quantile_975,
 )
-from lldmix_core.mathcore.weights import adjusted_weights, gram_solve, lld_weights, resolve_tau
+from lldmix_core.mathcore.weights import adjusted_weights, domain_means, gram_solve, lld_weights, resolve_tau
 
 __all__ = [
-    "adjusted_weights", "aggregate_arithmetic", "aggregate_geometric", "clip_bottom", "double_centre", "gram_solve",
+    "adjusted_weights", "aggregate_arithmetic", "domain_means", "aggregate_geometric", "clip_bottom", "double_centre", "gram_solve",
     "js_distance", "js_distance_matrix", "js_divergence", "kl_categorical", "kl_matrix", "kl_pair", "lld_schedule",
     "lld_weights", "loglik_gap_bits_per_byte", "nats_per_text_to_bits_per_byte", "resolve_tau",
     # issue 13 estimator variants

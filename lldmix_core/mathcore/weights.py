@@ -1,4 +1,5 @@
-"""LLD domain weights: α = softmax(Δ/τ) with a prior, and the Gram-adjusted variant."""
+"""LLD domain weights: α = softmax(Δ/τ) with a prior, the Gram-adjusted variant, and the per-domain
+log-likelihood means Δ is the difference of."""
 
 from __future__ import annotations
 
@@ -69,3 +70,17 @@ def adjusted_weights(delta: np.ndarray, gram: np.ndarray, tau: float, prior: np.
                      ridge: float = 1e-3) -> np.ndarray:
     """adjusted-LLD: α = softmax(G⁻¹Δ / τ) with prior (the regularised, scale-normalised solve)."""
     return lld_weights(gram_solve(gram, delta, ridge), tau, prior)
+
+
+def domain_means(
+    loglik: np.ndarray, n_tokens: np.ndarray, n_bytes: np.ndarray, text_domains: list[str],
+    domains: tuple[str, ...], unit: str,
+) -> np.ndarray:
+    """ℓ_k per domain [K]: Σ log p / Σ tokens (unit "token", nats/token) or / Σ bytes ("byte", nats/byte)."""
+    dom = np.array(text_domains)
+    denom = n_tokens if unit == "token" else n_bytes
+    out = np.empty(len(domains))
+    for k, d in enumerate(domains):
+        m = dom == d
+        out[k] = loglik[m].sum() / max(1, denom[m].sum())
+    return out
