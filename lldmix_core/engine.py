@@ -142,7 +142,7 @@ class Engine:
                 same, other = info.tokenizer_hash == base_tok.identity, info.tokenizer
             elif ref.path is not None:
                 path = confine_path(ref.path, self.settings, "target.path")
-                tok = get_tokenizer(ref.tokenizer or f"hf:{path}")
+                tok = get_tokenizer(ref.tokenizer or f"hf:{path}", ref.trust_remote_code)
                 same, other = tok.identity == base_tok.identity, tok.name
             else:
                 same, other = True, spec.tokenizer
