@@ -85,3 +85,11 @@ def test_opt_in_passes_the_check(tmp_path):
     with pytest.raises(UserError, match="tokenizer_config.json has an auto_map"):
         (folder / "config.json").write_text("{}")
         refuse_custom_code(folder)
+
+
+def test_unknown_model_type_without_code_is_a_refusal(tmp_path):
+    from lldmix_core.models.hf import load_hf_model
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-model-type"}))
+    with pytest.raises(UserError, match=r"model folder .*: cannot load a model \(.*no-such-model-type"):
+        load_hf_model(tmp_path, tokenizer="bytes")
