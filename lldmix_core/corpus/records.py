@@ -11,13 +11,13 @@ line is reported with its file and line number. Parquet goes through Hugging Fac
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 from pathlib import Path
 from typing import Iterator
 
 from lldmix_core.errors import UserError
+from lldmix_core.walk import expand_glob, glob_base, has_magic, walk_files, warn_duplicates
 
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.zst", ".json.zst")
 STREAMING_THRESHOLD = 64 * 1024 * 1024
@@ -25,13 +25,14 @@ STREAMING_THRESHOLD = 64 * 1024 * 1024
 
 def _files(path: str | Path) -> list[Path]:
     p = Path(path)
-    if any(c in str(path) for c in "*?["):
-        found = sorted(Path(f) for f in glob.glob(str(path), recursive=True))
-        base = Path(str(path).split("*")[0].split("?")[0].split("[")[0] or ".")
-        base = base if base.is_dir() else base.parent
+    if has_magic(path):  # each real folder and file once, bounded depth: a symlink loop cannot hang it
+        found, duplicates = expand_glob(path)
+        base = glob_base(path)[0]
+        warn_duplicates(path, duplicates)
     elif p.is_dir():
-        found = sorted(f for f in p.rglob("*") if f.is_file())
+        found, duplicates = walk_files(p)
         base = p
+        warn_duplicates(path, duplicates)
     elif p.is_file():
         return [p]
     else:
