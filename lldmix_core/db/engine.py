@@ -49,7 +49,14 @@ def make_engine(url: str) -> Engine:
 
         return engine
     if u.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ModuleNotFoundError as e:  # the driver is an extra: the plain install has SQLite only
+            if not (e.name or "").startswith("psycopg"):
+                raise
+            raise UserError(f"database URL {redact(url)} needs the PostgreSQL driver psycopg, which is not installed: "
+                            "pip install -c constraints.txt -e '.[postgres]' (or pip install 'psycopg[binary]>=3.2')"
+                            ) from None
     raise UserError(f"database URL {redact(url)}: use sqlite:///… or postgresql://…")
 
 
