@@ -8,7 +8,8 @@ default) and `enospc` (raise OSError ENOSPC, "No space left on device"). Unset â
 `score_batch` (before each scoring batch), `db_commit` (inside a writing transaction, its writes
 sent, before COMMIT), `file_write` (half of a file's bytes written to its temp name, before fsync
 and rename), `mlflow_init` (MLflow's SQLite store created and migrated under its temp name, before
-the rename into place).
+the rename into place), `mlflow_write` (before each MLflow client call that writes), `token_write`
+(after each document written to a domain's token file, in the streams' temp folder).
 """
 
 from __future__ import annotations
