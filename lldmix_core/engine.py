@@ -34,7 +34,7 @@ from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core import provenance
 from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, SpecContext, StepLogger
 from lldmix_core.methods import METHODS, tau_text
-from lldmix_core.outcomes import RunOutcome, SpecOutcome
+from lldmix_core.outcomes import Cancelled, RunOutcome, SpecOutcome
 from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
 from lldmix_core.spec import RunSpec, content_hash
@@ -115,7 +115,7 @@ class Engine:
             self.store.finish_run(parent_id, status="finished")
             self.tracker.end(mlflow_parent)
         except BaseException as e:
-            self.store.finish_run(parent_id, status="failed", error=str(e)[:2000])
+            self.store.finish_run(parent_id, status=_failed_status(e), error=str(e)[:2000])
             self.tracker.end(mlflow_parent, "FAILED")
             raise
         self.progress(1.0, "finished")
@@ -238,7 +238,7 @@ class Engine:
         try:
             self._train_student(ctx, run, lm, loss_fn, key, claim, done_before)
         except BaseException as e:
-            self.store.finish_run(run.run_id, status="failed", error=str(e)[:2000])
+            self.store.finish_run(run.run_id, status=_failed_status(e), error=str(e)[:2000])
             self.tracker.end(run.mlflow_id, "FAILED")
             raise
         self._close_run(ctx, run, lm, base_id)
@@ -400,3 +400,8 @@ class Engine:
                           sampled_se_bits_per_byte=sampled.stderr_bits_per_byte if sampled else nan,
                           final_model_id=sampled.model_id if sampled else (last.model_id if last else None),
                           sampled_corpus_id=sampled.corpus_id if sampled else None)
+
+
+def _failed_status(e: BaseException) -> str:
+    """A run that ends on `e`: "stopped" when asked to stop (it resumes from its checkpoint), else "failed"."""
+    return "stopped" if isinstance(e, Cancelled) else "failed"

@@ -3,7 +3,8 @@ fail there as a full disk would.
 
 `LLDMIX_FAULT="<point>:<n>[:<action>]"` acts the n-th time this process reaches
 `fault_point("<point>")`; several may be given, comma-separated. Actions: `kill` (SIGKILL, the
-default) and `enospc` (raise OSError ENOSPC, "No space left on device"). Unset — the normal case —
+default), `enospc` (raise OSError ENOSPC, "No space left on device") and `term` (SIGTERM, as
+a supervisor stopping the process would). Unset — the normal case —
 `fault_point` is one dict lookup. Points: `train_step` (after backward, before the optimizer step),
 `score_batch` (before each scoring batch), `db_commit` (inside a writing transaction, its writes
 sent, before COMMIT), `file_write` (half of a file's bytes written to its temp name, before fsync
@@ -35,4 +36,7 @@ def fault_point(point: str) -> None:
         return
     if action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if action == "term":
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     os.kill(os.getpid(), signal.SIGKILL)

@@ -181,6 +181,17 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def require_database_file(url: str) -> None:
+    """Refuse a SQLite database whose file does not exist yet, before anything opens it: opening
+    would create the file (and LLDMIX_HOME) only to say the schema is missing."""
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return
+    if not sqlite_path(url).exists():
+        raise SchemaBehindError(f"database {redact(url)} is empty (no schema), code expects {head_revision()}: "
+                                "run `lldmix db upgrade`")
+
+
 def require_current(engine: Engine) -> None:
     """Refuse to run on a schema that is not the code's: say which command fixes it."""
     from alembic.script import ScriptDirectory
