@@ -39,7 +39,7 @@ from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
 from lldmix_core.spec import RunSpec, content_hash
 
-from lldmix_core.tokenizers import get_tokenizer
+from lldmix_core.tokenizers import get_tokenizer, refuse_custom_code
 from lldmix_core.tracking import NullTracker, flush_before_checkpoint, make_tracker
 
 ProgressFn = Callable[[float, str], None]
@@ -133,8 +133,11 @@ class Engine:
             if weights is not None or multipliers is not None:
                 mixture(corpus.domains, weights, multipliers, field_name)
         for role in ("target", "base"):  # models named in the spec must exist before a run row is written
-            if getattr(spec, role).model is not None:
-                self.store.get_model(getattr(spec, role).model)
+            ref = getattr(spec, role)
+            if ref.model is not None:
+                self.store.get_model(ref.model)
+            if ref.path is not None and ref.kind == "hf":  # a folder with its own code: refused up front
+                refuse_custom_code(confine_path(ref.path, self.settings, f"{role}.path"), ref.trust_remote_code)
         if any(METHODS[m].needs_teacher for m in spec.methods):
             ref, base_tok = spec.target, get_tokenizer(spec.tokenizer)
             if ref.model is not None:

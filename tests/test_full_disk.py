@@ -120,3 +120,15 @@ def test_is_full_disk_follows_the_cause_chain():
     assert is_full_disk(_mlflow_full_disk_error())
     assert is_full_disk(OSError(28, "No space left on device"))
     assert not is_full_disk(ValueError("disk is fine"))
+
+
+def test_full_disk_errors_reaching_the_cli_are_one_line():
+    import sqlalchemy.exc
+
+    from lldmix_core.cli_errors import known_error
+
+    sql = sqlalchemy.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError("database or disk is full"))
+    assert str(known_error(sql)).startswith("could not write to the database ")
+    assert str(known_error(sql)).endswith(": no space left on the device (the transaction was rolled back: "
+                                          "nothing was changed)")
+    assert str(known_error(_mlflow_full_disk_error())).startswith("could not write to the MLflow store: no space left")

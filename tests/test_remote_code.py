@@ -93,3 +93,32 @@ def test_unknown_model_type_without_code_is_a_refusal(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-model-type"}))
     with pytest.raises(UserError, match=r"model folder .*: cannot load a model \(.*no-such-model-type"):
         load_hf_model(tmp_path, tokenizer="bytes")
+
+
+@pytest.mark.parametrize("field", ["tokenizer", "target"])
+def test_a_spec_naming_the_folder_is_refused_before_any_work(tmp_path, store, monkeypatch, field):
+    """The spec entry point (also the dashboard's: its jobs run the same spec through the engine)."""
+    from lldmix_core.cli import app
+
+    marker = tmp_path / "MARKER"
+    folder = _hostile_folder(tmp_path, marker, model_type="no-such-model-type")
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf-modules"))
+    monkeypatch.setenv("LLDMIX_MODEL_ROOTS", str(tmp_path))
+    text = (ROOT / "runs" / "smoke.yaml").read_text()
+    if field == "tokenizer":
+        text = text.replace("tokenizer: bytes", f"tokenizer: 'hf:{folder}'")
+    else:  # the target read from the folder, kind hf, no opt-in
+        text = text.replace("target:\n  train:", f"target:\n  path: '{folder}'\n  kind: hf\n  old_train:")
+        text = text.replace("  old_train:\n    steps: 30\n    seed: 1234\n    multipliers: {Python: 2.0, C++: 2.0}\n", "")
+        text = text.replace("distill-kl]", "]").replace(", ]", "]")
+    spec = tmp_path / "hostile.yaml"
+    spec.write_text(text)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\ny\ny\n"))
+    with pytest.raises(UserError, match=r"model folder .*hostile model: config.json has an auto_map"):
+        app(["run", str(spec), "--no-mlflow"], standalone_mode=False)
+    assert not marker.exists()
+    assert sys.stdin.read() == "y\ny\ny\n"  # nothing was read from stdin
+    with store.engine.connect() as c:  # refused before any run row was written
+        from sqlalchemy import text as sql
+
+        assert c.execute(sql("SELECT COUNT(*) FROM runs")).scalar() == 0
