@@ -84,3 +84,19 @@ def test_reading_parquet_caches_under_lldmix_home(home, tmp_path):
     pd.DataFrame({"text": ["one", "two"], "meta": [{"pile_set_name": "A"}, {"pile_set_name": "B"}]}).to_parquet(f)
     assert list(iter_records(f, streaming=False)) == [("A", "one"), ("B", "two")]
     assert any((home / "cache" / "datasets").rglob("*.arrow"))  # datasets' cache, inside the home
+
+
+def test_recipes_page_says_in_one_line_when_domains_clash_as_folder_names(store, home):
+    from streamlit.testing.v1 import AppTest
+
+    from lldmix_core.recipes import FORMATS, TRAINER_FORMATS
+
+    store.save_recipe(name="clash", method="fixed", weights={"C++": 0.5, "C__": 0.5}, provenance={})
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/recipes.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == len(TRAINER_FORMATS) and all("share a data folder name" in e and "\n" not in e for e in errors)
+    assert len(at.get("download_button")) == len(FORMATS) - len(TRAINER_FORMATS)  # json, yaml, csv still offered
