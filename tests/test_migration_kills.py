@@ -36,7 +36,8 @@ def _schema(db: Path) -> tuple[str | None, dict]:
     """(revision, {table: [columns]}) of a SQLite file, Alembic's own tables left out."""
     with sqlite3.connect(db) as c:
         tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-        rev = c.execute("SELECT version_num FROM alembic_version").fetchone()[0] if "alembic_version" in tables else None
+        stamped = "alembic_version" in tables
+        rev = c.execute("SELECT version_num FROM alembic_version").fetchone()[0] if stamped else None
         cols = {t: [r[1] for r in c.execute(f"PRAGMA table_info('{t}')")] for t in tables
                 if t != "alembic_version" and not t.startswith("_alembic_tmp")}
         leftovers = [t for t in tables if t.startswith("_alembic_tmp")]
@@ -93,7 +94,8 @@ def test_kill_during_0005_on_a_database_with_data_loses_nothing(tmp_path, refere
     proc = _run_upgrade(home)
     assert proc.returncode == 0, proc.stderr
     with sqlite3.connect(db) as c:
-        after = c.execute("SELECT name, method, weights, provenance, created_at, checksum FROM recipes ORDER BY id").fetchall()
+        after = c.execute("SELECT name, method, weights, provenance, created_at, checksum "
+                          "FROM recipes ORDER BY id").fetchall()
     assert [r[:5] for r in after] == rows and all(r[5] for r in after)
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT
 from lldmix_core.errors import UserError
@@ -104,15 +105,14 @@ def test_a_spec_naming_the_folder_is_refused_before_any_work(tmp_path, store, mo
     folder = _hostile_folder(tmp_path, marker, model_type="no-such-model-type")
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf-modules"))
     monkeypatch.setenv("LLDMIX_MODEL_ROOTS", str(tmp_path))
-    text = (ROOT / "runs" / "smoke.yaml").read_text()
+    doc = yaml.safe_load((ROOT / "runs" / "smoke.yaml").read_text())
     if field == "tokenizer":
-        text = text.replace("tokenizer: bytes", f"tokenizer: 'hf:{folder}'")
+        doc["tokenizer"] = f"hf:{folder}"
     else:  # the target read from the folder, kind hf, no opt-in
-        text = text.replace("target:\n  train:", f"target:\n  path: '{folder}'\n  kind: hf\n  old_train:")
-        text = text.replace("  old_train:\n    steps: 30\n    seed: 1234\n    multipliers: {Python: 2.0, C++: 2.0}\n", "")
-        text = text.replace("distill-kl]", "]").replace(", ]", "]")
+        doc["target"] = {"path": str(folder), "kind": "hf"}
+        doc["methods"] = ["uniform"]
     spec = tmp_path / "hostile.yaml"
-    spec.write_text(text)
+    spec.write_text(yaml.safe_dump(doc))
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\ny\ny\n"))
     with pytest.raises(UserError, match=r"model folder .*hostile model: config.json has an auto_map"):
         app(["run", str(spec), "--no-mlflow"], standalone_mode=False)

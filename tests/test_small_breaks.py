@@ -98,5 +98,6 @@ def test_recipes_page_says_in_one_line_when_domains_clash_as_folder_names(store,
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
-    assert len(errors) == len(TRAINER_FORMATS) and all("share a data folder name" in e and "\n" not in e for e in errors)
+    assert len(errors) == len(TRAINER_FORMATS)
+    assert all("two domains share a data folder name" in e and "\n" not in e for e in errors)
     assert len(at.get("download_button")) == len(FORMATS) - len(TRAINER_FORMATS)  # json, yaml, csv still offered
