@@ -1,6 +1,9 @@
 """Alembic environment: our schema's metadata, batch mode on SQLite, URL from config or LLDMIX_DB_URL."""
 
+from contextlib import contextmanager
+
 from alembic import context
+from sqlalchemy import text
 
 from lldmix_core.db.schema import Base
 
@@ -40,12 +43,34 @@ def run_migrations_online() -> None:
     # migrations, which recreate tables); one transaction per revision holds its changes and its
     # version stamp, so a killed upgrade leaves the database at the previous revision, intact
     engine = make_migration_engine(_url())
-    with engine.connect() as connection:
+    with engine.connect() as connection, _serialised(connection):
         sqlite = connection.dialect.name == "sqlite"
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=sqlite,
                           compare_type=True, transaction_per_migration=True, on_version_apply=_applied)
         with context.begin_transaction():
             context.run_migrations()
+
+
+# any fixed 64-bit number: the key of PostgreSQL's advisory lock that serialises lldmix migrations
+PG_MIGRATION_LOCK = 2024_0024
+
+
+@contextmanager
+def _serialised(connection):
+    """On PostgreSQL, one migrating process per database (a session-level advisory lock: a second
+    `db upgrade` waits, then finds the schema current). SQLite is serialised by a file lock in
+    `lldmix_core.db.engine.upgrade`."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+    connection.commit()  # the lock outlives this transaction; each revision then gets its own
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_MIGRATION_LOCK})
+        connection.commit()
 
 
 if context.is_offline_mode():
