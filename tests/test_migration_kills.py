@@ -99,7 +99,8 @@ def test_kill_during_0005_on_a_database_with_data_loses_nothing(tmp_path, refere
     assert [r[:5] for r in after] == rows and all(r[5] for r in after)
 
 
-def _statements_of_a_fresh_upgrade(tmp_path: Path) -> int:
+def _statements_per_revision(tmp_path: Path) -> dict[str | None, int]:
+    """{revision: SQL statements an upgrade from it to head sends} (None: from an empty database)."""
     from sqlalchemy import Engine, event
 
     count = []
@@ -107,28 +108,35 @@ def _statements_of_a_fresh_upgrade(tmp_path: Path) -> int:
     def counter(*_a):
         count.append(1)
 
+    url = f"sqlite:///{tmp_path / 'count.db'}"
+    steps = {}
     event.listen(Engine, "before_cursor_execute", counter)
     try:
-        upgrade(f"sqlite:///{tmp_path / 'count.db'}")
+        for rev in REVISIONS:
+            count.clear()
+            upgrade(url, rev)
+            steps[rev] = len(count)
     finally:
         event.remove(Engine, "before_cursor_execute", counter)
-    return len(count)
+    return {start: sum(steps[r] for r in REVISIONS[REVISIONS.index(start) + 1 if start else 0:])
+            for start in [None, *REVISIONS]}
 
 
 def test_kills_at_random_statements_then_upgrade_succeeds(tmp_path, reference):
-    """Kill point `migrate_sql`: before the n-th SQL statement, n drawn at random; four kills in a
-    row on one database (each run resumes where the last one died), then a clean upgrade.
-    LLDMIX_KILLS=20 runs the issue's longer series (about a second a kill); LLDMIX_KILL_SEED
-    repeats a series."""
+    """Kill point `migrate_sql`: before the n-th SQL statement, n drawn at random among those the
+    upgrade has left to send; four kills in a row on one database (each run resumes where the last
+    one died), then a clean upgrade. LLDMIX_KILLS=20 runs the issue's longer series (about a second
+    a kill); LLDMIX_KILL_SEED repeats a series."""
     seed = int(os.environ.get("LLDMIX_KILL_SEED", time.time_ns() % 10**6))
     rng = random.Random(seed)
-    total = _statements_of_a_fresh_upgrade(tmp_path)
+    left = _statements_per_revision(tmp_path)
     home = tmp_path / "home"
+    rev = None
     for i in range(int(os.environ.get("LLDMIX_KILLS", 4))):
-        n = rng.randint(1, total // 2)  # each run has fewer statements left than the last
+        n = rng.randint(1, max(left[rev], 1))
         proc = _run_upgrade(home, f"migrate_sql:{n}")
         assert proc.returncode in (0, -signal.SIGKILL), f"seed {seed}, kill {i} at statement {n}: {proc.stderr}"
-        _assert_exactly_at_a_revision(home / "lldmix.db", reference, f"seed {seed}, kill {i} at statement {n}")
+        rev = _assert_exactly_at_a_revision(home / "lldmix.db", reference, f"seed {seed}, kill {i} at statement {n}")
     proc = _run_upgrade(home)
     assert proc.returncode == 0, f"seed {seed}: {proc.stderr}"
     assert _schema(home / "lldmix.db") == (head_revision(), reference[head_revision()])
