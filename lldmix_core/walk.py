@@ -105,6 +105,8 @@ def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
     if not pattern:
         return not parts
     head, tail = pattern[0], pattern[1:]
+    if head == "**" and not tail:  # everything below, as glob: nothing hidden
+        return bool(parts) and not any(p.startswith(".") for p in parts)
     if head == "**":  # zero folders, or one (not hidden) and still inside the `**`
         if _matches(parts, tail):
             return True
