@@ -577,6 +577,8 @@ def _check_host(host: str, port: int) -> None:
     starts (it would fail with a long traceback)."""
     import socket
 
+    if host == "":  # Streamlit's "every interface", like 0.0.0.0
+        return
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError) as e:
