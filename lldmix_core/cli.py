@@ -83,9 +83,15 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 @db_app.command("current")
 def db_current():
     """Print the database's schema revision and the code's."""
-    from lldmix_core.db.engine import current_revision, head_revision, make_engine
+    from lldmix_core.db.engine import current_revision, head_revision, make_engine, require_database_file
+    from lldmix_core.errors import SchemaBehindError
 
     s = _settings()
+    try:  # a missing SQLite file is reported, not created (with the home) by looking
+        require_database_file(s.db_url)
+    except SchemaBehindError:
+        typer.echo(f"database {_redact(s.db_url)}: None (no database file yet) (code: {head_revision()})")
+        return
     typer.echo(f"database {_redact(s.db_url)}: {current_revision(make_engine(s.db_url))} (code: {head_revision()})")
 
 

@@ -49,6 +49,8 @@ def test_commands_before_db_upgrade_create_nothing(tmp_path, monkeypatch):
     with pytest.raises(SchemaBehindError, match=r"is empty \(no schema\), code expects .*: run `lldmix db upgrade`"):
         Store.open()
     assert not home.exists()  # neither the home nor an empty database file
+    proc = run_cli("db", "current", env={"LLDMIX_HOME": str(home)})
+    assert "None (no database file yet)" in proc.stdout and not home.exists()
 
 
 def test_app_with_a_host_that_is_not_one_is_one_line(tmp_path):
