@@ -116,7 +116,7 @@ class Engine:
             self.tracker.end(mlflow_parent)
         except BaseException as e:
             self.store.finish_run(parent_id, status=_failed_status(e), error=str(e)[:2000])
-            self.tracker.end(mlflow_parent, "FAILED")
+            self.tracker.end(mlflow_parent, _mlflow_status(e))
             raise
         self.progress(1.0, "finished")
         return out
@@ -242,7 +242,7 @@ class Engine:
             self._train_student(ctx, run, lm, loss_fn, key, claim, done_before)
         except BaseException as e:
             self.store.finish_run(run.run_id, status=_failed_status(e), error=str(e)[:2000])
-            self.tracker.end(run.mlflow_id, "FAILED")
+            self.tracker.end(run.mlflow_id, _mlflow_status(e))
             raise
         self._close_run(ctx, run, lm, base_id)
         self._done_steps = done_before + ctx.spec.training.steps
@@ -408,3 +408,8 @@ class Engine:
 def _failed_status(e: BaseException) -> str:
     """A run that ends on `e`: "stopped" when asked to stop (it resumes from its checkpoint), else "failed"."""
     return "stopped" if isinstance(e, Cancelled) else "failed"
+
+
+def _mlflow_status(e: BaseException) -> str:
+    """The MLflow status of a run that ends on `e`: KILLED when asked to stop, else FAILED."""
+    return "KILLED" if isinstance(e, Cancelled) else "FAILED"
