@@ -83,9 +83,15 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 @db_app.command("current")
 def db_current():
     """Print the database's schema revision and the code's."""
-    from lldmix_core.db.engine import current_revision, head_revision, make_engine
+    from lldmix_core.db.engine import current_revision, head_revision, make_engine, require_database_file
+    from lldmix_core.errors import SchemaBehindError
 
     s = _settings()
+    try:  # a missing SQLite file is reported, not created (with the home) by looking
+        require_database_file(s.db_url)
+    except SchemaBehindError:
+        typer.echo(f"database {_redact(s.db_url)}: None (no database file yet) (code: {head_revision()})")
+        return
     typer.echo(f"database {_redact(s.db_url)}: {current_revision(make_engine(s.db_url))} (code: {head_revision()})")
 
 
@@ -416,19 +422,55 @@ def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool) -> None:
                f"`lldmix results {path} --out FILE` writes the leaderboard")
 
 
+class StopOnSigterm:
+    """While entered, SIGTERM asks the run to stop at the next step boundary (checkpoint saved, runs
+    marked "stopped") instead of killing the process mid-write; a second SIGTERM kills as usual."""
+
+    def __init__(self) -> None:
+        self._asked = False
+        self._old = None
+
+    def requested(self) -> bool:
+        return self._asked
+
+    def _handle(self, signum, _frame) -> None:
+        import signal
+
+        self._asked = True
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM is not ignored
+
+    def __enter__(self):
+        import signal
+
+        self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        signal.signal(signal.SIGTERM, self._old)
+
+
 def _execute(spec, spec_path: Path):
     """Run a validated spec on the writable store and print the end-of-run report: (outcome, store, settings)."""
     from lldmix_core import distributed
     from lldmix_core.engine import Engine
     from lldmix_core.identity import check_spec_identity
+    from lldmix_core.outcomes import Cancelled
     from lldmix_core.report import format_report
 
     s = _settings()
     store = _writable_store()
     check_spec_identity(store, spec, str(spec_path))  # before any work
     _check_corpus_files(spec, s)
+    stop = StopOnSigterm()
     try:
-        outcome = Engine(store, s).run(spec)
+        with stop:
+            outcome = Engine(store, s, should_stop=stop.requested).run(spec)
+    except Cancelled as e:  # SIGTERM: the engine saved a checkpoint and marked its runs "stopped"
+        stopped = UserError(f"{e}; rerun to resume")
+        stopped.exit_code = 143  # 128 + SIGTERM, as a supervisor expects of a terminated process
+        raise stopped from None
     finally:
         distributed.broadcast_task(None)  # releases the other ranks, also when rank 0 fails
     typer.echo(format_report(outcome, _redact(s.db_url), s.mlflow_uri, store=store))
@@ -618,6 +660,7 @@ def serve_app(
     """Serve the dashboard (Streamlit)."""
     if not 1 <= port <= 65535:
         raise UserError(f"--port {port}: a TCP port is between 1 and 65535")
+    _check_host(host, port)
     script = Path(__file__).resolve().parent.parent / "app" / "main.py"
     if not script.is_file():
         raise UserError(f"dashboard script {script} not found")
@@ -625,6 +668,20 @@ def serve_app(
            f"--server.address={host}", f"--server.port={port}", "--server.fileWatcherType=none",
            "--browser.gatherUsageStats=false", "--client.toolbarMode=viewer"]
     raise SystemExit(_serve_until_port_free(cmd, host, port))
+
+
+def _check_host(host: str, port: int) -> None:
+    """Refuse a --host that is neither an address nor a name this machine resolves, before Streamlit
+    starts (it would fail with a long traceback)."""
+    import socket
+
+    if host == "":  # Streamlit's "every interface", like 0.0.0.0
+        return
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise UserError(f"--host {host!r}: not an address or a host name this machine can resolve ({reason})") from None
 
 
 def _serve_until_port_free(cmd: list[str], host: str, port: int, grace_seconds: float = 20.0) -> int:

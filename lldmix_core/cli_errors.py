@@ -54,6 +54,9 @@ def known_error(e: BaseException) -> UserError | None:
         return UserError(f"permission denied: {e.filename or text} (the home or database is read-only?)")
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         return UserError(f"no space left on the device writing {e.filename or 'a file'}")
+    if module.startswith("mlflow") and "database or disk is full" in text.lower():  # outside the tracker's guard
+        return UserError("could not write to the MLflow store: no space left on the device (nothing was changed "
+                         "by that write; free space, then rerun to resume)")
     if isinstance(e, OSError) and e.errno == errno.EROFS:
         return UserError(f"read-only file system: {e.filename or text}")
     if isinstance(e, OSError) and e.errno is None and text:  # a library's own message (e.g. a model folder)
@@ -66,6 +69,9 @@ def known_error(e: BaseException) -> UserError | None:
 def _database_error(e: BaseException, text: str) -> UserError:
     low = text.lower()
     where = _redacted_url(e)
+    if "database or disk is full" in low:
+        return UserError(f"could not write to the database {where}: no space left on the device (the transaction "
+                         "was rolled back: nothing was changed)")
     if "database is locked" in low or "could not obtain lock" in low:
         return UserError(f"database {where} is locked by another process (retry when it finishes)")
     if "readonly" in low or "read-only" in low or "attempt to write a readonly database" in low:

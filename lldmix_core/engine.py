@@ -34,13 +34,13 @@ from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core import provenance
 from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, SpecContext, StepLogger
 from lldmix_core.methods import METHODS, tau_text
-from lldmix_core.outcomes import RunOutcome, SpecOutcome
+from lldmix_core.outcomes import Cancelled, RunOutcome, SpecOutcome
 from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
 from lldmix_core.noise_floor import seed_pair_kls
 from lldmix_core.spec import RunSpec, content_hash
 
-from lldmix_core.tokenizers import get_tokenizer
+from lldmix_core.tokenizers import get_tokenizer, refuse_custom_code
 from lldmix_core.tracking import NullTracker, flush_before_checkpoint, make_tracker
 
 ProgressFn = Callable[[float, str], None]
@@ -112,8 +112,8 @@ class Engine:
             self.store.finish_run(parent_id, status="finished")
             self.tracker.end(mlflow_parent)
         except BaseException as e:
-            self.store.finish_run(parent_id, status="failed", error=str(e)[:2000])
-            self.tracker.end(mlflow_parent, "FAILED")
+            self.store.finish_run(parent_id, status=_failed_status(e), error=str(e)[:2000])
+            self.tracker.end(mlflow_parent, _mlflow_status(e))
             raise
         self.progress(1.0, "finished")
         return out
@@ -166,8 +166,11 @@ class Engine:
             if weights is not None or multipliers is not None:
                 mixture(corpus.domains, weights, multipliers, field_name)
         for role in ("target", "base"):  # models named in the spec must exist before a run row is written
-            if getattr(spec, role).model is not None:
-                self.store.get_model(getattr(spec, role).model)
+            ref = getattr(spec, role)
+            if ref.model is not None:
+                self.store.get_model(ref.model)
+            if ref.path is not None and ref.kind == "hf":  # a folder with its own code: refused up front
+                refuse_custom_code(confine_path(ref.path, self.settings, f"{role}.path"), ref.trust_remote_code)
         if any(METHODS[m].needs_teacher for m in spec.methods):
             ref, base_tok = spec.target, get_tokenizer(spec.tokenizer)
             if ref.model is not None:
@@ -175,7 +178,7 @@ class Engine:
                 same, other = info.tokenizer_hash == base_tok.identity, info.tokenizer
             elif ref.path is not None:
                 path = confine_path(ref.path, self.settings, "target.path")
-                tok = get_tokenizer(ref.tokenizer or f"hf:{path}")
+                tok = get_tokenizer(ref.tokenizer or f"hf:{path}", ref.trust_remote_code)
                 same, other = tok.identity == base_tok.identity, tok.name
             else:
                 same, other = True, spec.tokenizer
@@ -271,8 +274,8 @@ class Engine:
         try:
             self._train_student(ctx, run, lm, loss_fn, key, claim, done_before)
         except BaseException as e:
-            self.store.finish_run(run.run_id, status="failed", error=str(e)[:2000])
-            self.tracker.end(run.mlflow_id, "FAILED")
+            self.store.finish_run(run.run_id, status=_failed_status(e), error=str(e)[:2000])
+            self.tracker.end(run.mlflow_id, _mlflow_status(e))
             raise
         self._close_run(ctx, run, lm, base_id)
         self._done_steps = done_before + ctx.spec.training.steps
@@ -435,3 +438,13 @@ class Engine:
                           sampled_se_bits_per_byte=sampled.stderr_bits_per_byte if sampled else nan,
                           final_model_id=sampled.model_id if sampled else (last.model_id if last else None),
                           sampled_corpus_id=sampled.corpus_id if sampled else None)
+
+
+def _failed_status(e: BaseException) -> str:
+    """A run that ends on `e`: "stopped" when asked to stop (it resumes from its checkpoint), else "failed"."""
+    return "stopped" if isinstance(e, Cancelled) else "failed"
+
+
+def _mlflow_status(e: BaseException) -> str:
+    """The MLflow status of a run that ends on `e`: KILLED when asked to stop, else FAILED."""
+    return "KILLED" if isinstance(e, Cancelled) else "FAILED"

@@ -22,6 +22,7 @@ from lldmix_core.errors import UserError
 from lldmix_core.models import NanoGPTConfig
 from lldmix_core.spec import ArchSpec, CorpusSpec
 from lldmix_core.tokenizers import Tokenizer
+from lldmix_core.walk import expand_glob, has_magic, walk_files
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,10 @@ def _files_identity(paths: list[Path]) -> str:
 
 
 def _source_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if path.is_dir():  # each real file once, whatever symlinked folders the folder holds
+        return [p for p in walk_files(path)[0] if not p.name.startswith(".")]
+    if has_magic(path):
+        return expand_glob(path)[0]
     if not path.exists():
         raise UserError(f"corpus file {path} does not exist")
     return [path]

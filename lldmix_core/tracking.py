@@ -10,6 +10,7 @@ sanitising that keeps domain names data all have to agree on MLflow's rules, so 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import math
@@ -76,6 +77,9 @@ class MlflowTracker(NullTracker):
         # migrations would print on the first run
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # MLflow's store logs a full traceback before it raises; the raised error is reported (in
+        # one line) by the caller, so the log would only bury that line under 40 more
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         self._mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri)
         self.tracking_uri = tracking_uri
@@ -87,7 +91,7 @@ class MlflowTracker(NullTracker):
             if local:
                 ensure_sqlite_store(tracking_uri, artifact_root)
             try:
-                self.client = MlflowClient(tracking_uri)
+                self.client = FullDiskGuard(MlflowClient(tracking_uri), tracking_uri)
                 exp = self.client.get_experiment_by_name(experiment)
                 if exp is None:
                     artifact_root.mkdir(parents=True, exist_ok=True)
@@ -227,6 +231,61 @@ class MlflowTracker(NullTracker):
 
     def run_url(self, run_id):
         return f"{self.tracking_uri}#/experiments/{self.experiment_id}/runs/{run_id}" if run_id else None
+
+
+class FullDiskGuard:
+    """An MLflow client whose calls turn a full disk into one line naming the store and the write.
+
+    MLflow reports it as `MlflowException: (sqlite3.OperationalError) database or disk is full`
+    (or an OSError ENOSPC for artifacts), which the CLI would call a bug. Each of MLflow's SQL
+    writes is one transaction, so the failed write changed nothing; the run resumes on a rerun."""
+
+    def __init__(self, client, tracking_uri: str):
+        self._client = client
+        self._uri = tracking_uri
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        @functools.wraps(method)
+        def guarded(*args, **kwargs):
+            try:
+                if name.startswith(_WRITES):
+                    fault_point("mlflow_write")
+                return method(*args, **kwargs)
+            except Exception as e:
+                if not is_full_disk(e):
+                    raise
+                raise UserError(f"could not write to the MLflow store {_redact_uri(self._uri)} ({name}): no space "
+                                "left on the device (nothing was changed by that write; free space, then rerun "
+                                "to resume)") from None
+
+        return guarded
+
+
+_WRITES = ("log_", "set_", "create_", "update_", "delete_")  # MlflowClient methods that write
+
+
+def is_full_disk(e: BaseException | None) -> bool:
+    """True when `e` (or an exception it was raised from) says the disk or the database is full."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(e).lower()
+        if "database or disk is full" in text or "no space left on device" in text:
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def _redact_uri(uri: str) -> str:
+    if "@" not in uri:
+        return uri
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 # Params copied from the parent onto every child: the MLflow UI hides child runs when a filter

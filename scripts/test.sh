@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CI_MODE=0; [ "${CI:-}" = "true" ] && CI_MODE=1
+# the machine may be shared with other jobs: say how busy it is, to read slow or timed-out tests by
+echo "test: load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime | sed 's/.*load averages*: //')" \
+     "on $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?') CPU cores"
 setup_failed() {  # $1: what failed, $2: its log
   if [ "$CI_MODE" = 1 ]; then
     echo "test: FAIL (CI=true): $1; its log ($2):" >&2

@@ -20,6 +20,11 @@ from dashboard import CHROMIUM_ARGS, find_browser, nav, start_dashboard, stop_da
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+# Every wait ends as soon as the app renders what it waits for; these are only ceilings, generous
+# because CI may share its cores with other jobs (a fixed 30 s failed there while filling a box)
+UI_WAIT_MS = 180_000  # a page, a widget, a chart, a download
+RUN_WAIT_MS = 900_000  # the queued run itself: trains three tiny models
+
 
 @pytest.fixture
 def server(tmp_path):
@@ -27,7 +32,7 @@ def server(tmp_path):
     env = {**os.environ, "LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
     run_cli("db", "upgrade", env=env)
     try:
-        proc, url = start_dashboard(env)
+        proc, url = start_dashboard(env, wait_s=UI_WAIT_MS / 1000)
     except RuntimeError as e:
         pytest.fail(str(e))
     yield url, home
@@ -68,47 +73,49 @@ def test_start_a_run_in_the_browser_and_download_its_recipe(server, tmp_path):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(UI_WAIT_MS)  # fill, click and press wait for their element too
         page.goto(url)
-        page.get_by_role("heading", name="Runs").first.wait_for(timeout=60_000)
+        page.get_by_role("heading", name="Runs").first.wait_for(timeout=UI_WAIT_MS)
 
-        nav(page, "New run")
+        nav(page, "New run", timeout_ms=UI_WAIT_MS)
         box = page.get_by_role("textbox", name="Domain multipliers (domain=factor, …)")
+        box.wait_for(timeout=UI_WAIT_MS)
         box.fill("Python=4 C++=4")  # the missing comma
         box.press("Enter")
-        page.get_by_text("is not domain=factor", exact=False).first.wait_for(timeout=30_000)
+        page.get_by_text("is not domain=factor", exact=False).first.wait_for(timeout=UI_WAIT_MS)
         assert _start_button(page).is_disabled()
         box.fill("Python=4, C++=4")
         box.press("Enter")
         page.wait_for_function("() => ![...document.querySelectorAll('button')].some("
-                               "b => b.innerText.trim() === 'Start' && b.disabled)", timeout=30_000)
+                               "b => b.innerText.trim() === 'Start' && b.disabled)", timeout=UI_WAIT_MS)
         assert page.get_by_text("is not domain=factor", exact=False).count() == 0
         _start_button(page).click()
-        page.get_by_text("Queued job").wait_for(timeout=30_000)
+        page.get_by_text("Queued job").wait_for(timeout=UI_WAIT_MS)
         page.screenshot(path=str(SHOTS / "new_run.png"), full_page=True)
 
-        nav(page, "Runs")
-        page.get_by_text(re.compile(r"^(queued|running)$")).first.wait_for(timeout=30_000)
+        nav(page, "Runs", timeout_ms=UI_WAIT_MS)
+        page.get_by_text(re.compile(r"^(queued|running)$")).first.wait_for(timeout=UI_WAIT_MS)
         # no reload from here on: the page refreshes itself while the job runs
-        page.get_by_text(re.compile(r"^dashboard-run — finished — 3 runs")).first.wait_for(timeout=300_000)
-        page.get_by_text("finished", exact=True).first.wait_for(timeout=10_000)
+        page.get_by_text(re.compile(r"^dashboard-run — finished — 3 runs")).first.wait_for(timeout=RUN_WAIT_MS)
+        page.get_by_text("finished", exact=True).first.wait_for(timeout=UI_WAIT_MS)
         page.wait_for_timeout(2500)
         page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
 
-        nav(page, "Compare")
-        page.locator(".vega-embed").first.wait_for(timeout=60_000)
-        page.get_by_role("heading", name="Final model-map KL to target (mean ± sd over seeds)").wait_for(timeout=30_000)
+        nav(page, "Compare", timeout_ms=UI_WAIT_MS)
+        page.locator(".vega-embed").first.wait_for(timeout=UI_WAIT_MS)
+        page.get_by_role("heading", name="Final model-map KL to target (mean ± sd over seeds)").wait_for(timeout=UI_WAIT_MS)
         page.wait_for_timeout(1500)
         compare_colours = page.evaluate(LEGEND_COLOURS)
         page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
 
-        nav(page, "Model map")
-        page.locator(".vega-embed").first.wait_for(timeout=60_000)
+        nav(page, "Model map", timeout_ms=UI_WAIT_MS)
+        page.locator(".vega-embed").first.wait_for(timeout=UI_WAIT_MS)
         page.wait_for_timeout(1500)
         map_colours = page.evaluate(LEGEND_COLOURS)
         page.screenshot(path=str(SHOTS / "model_map.png"), full_page=True)
 
-        nav(page, "Recipes")
-        with page.expect_download(timeout=30_000) as dl:
+        nav(page, "Recipes", timeout_ms=UI_WAIT_MS)
+        with page.expect_download(timeout=UI_WAIT_MS) as dl:
             page.locator("button:visible", has_text="Download JSON").first.click()
         path = tmp_path / "recipe.json"
         dl.value.save_as(path)

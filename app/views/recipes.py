@@ -4,6 +4,7 @@ lldmix exports, each with the snippet that uses it."""
 import streamlit as st
 
 import ui_data as data
+from lldmix_core.errors import UserError
 from lldmix_core.recipes import FILE_TYPES, FORMATS, LABELS, PHASED_FORMAT, download_name, phases_of, render, usage
 
 st.title("Recipes")
@@ -70,7 +71,12 @@ for r in recipes:
         st.json(r["provenance"], expanded=False)
         for fmt, tab in zip(FORMATS, st.tabs([LABELS[f] for f in FORMATS])):
             with tab:
+                try:
+                    body = render(r, fmt)
+                except UserError as e:  # e.g. two domains share a trainer's data folder name: say so, in one line
+                    st.error(str(e))
+                    continue
                 lang, code = usage(r, fmt)
                 st.code(code, language=lang)
-                st.download_button(f"Download {LABELS[fmt]}", render(r, fmt), file_name=download_name(r, fmt),
+                st.download_button(f"Download {LABELS[fmt]}", body, file_name=download_name(r, fmt),
                                    mime=FILE_TYPES[fmt][1], key=f"dl-{r['id']}-{fmt}")

@@ -11,27 +11,30 @@ line is reported with its file and line number. Parquet goes through Hugging Fac
 
 from __future__ import annotations
 
-import glob
 import io
 import json
+import unicodedata
 from pathlib import Path
 from typing import Iterator
 
 from lldmix_core.errors import UserError
+from lldmix_core.walk import expand_glob, glob_base, has_magic, walk_files, warn_duplicates
 
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.zst", ".json.zst")
+MAX_DOMAIN_CHARS = 200  # + "weight/" and a key's 9-character hash suffix stays within MLflow's 250
 STREAMING_THRESHOLD = 64 * 1024 * 1024
 
 
 def _files(path: str | Path) -> list[Path]:
     p = Path(path)
-    if any(c in str(path) for c in "*?["):
-        found = sorted(Path(f) for f in glob.glob(str(path), recursive=True))
-        base = Path(str(path).split("*")[0].split("?")[0].split("[")[0] or ".")
-        base = base if base.is_dir() else base.parent
+    if has_magic(path):  # each real folder and file once, bounded depth: a symlink loop cannot hang it
+        found, duplicates = expand_glob(path)
+        base = glob_base(path)[0]
+        warn_duplicates(path, duplicates)
     elif p.is_dir():
-        found = sorted(f for f in p.rglob("*") if f.is_file())
+        found, duplicates = walk_files(p)
         base = p
+        warn_duplicates(path, duplicates)
     elif p.is_file():
         return [p]
     else:
@@ -73,7 +76,12 @@ def _check(record, file: Path, where: str, text_field: str, domain_field: str) -
     domain = _get(record, domain_field)
     if domain is None or domain == "":
         raise UserError(f"{file}:{where}: record has no domain field {domain_field!r}")
-    return str(domain), text
+    # one domain per name as people read it: "Café" typed two ways (é, or e + combining accent) is one
+    domain = unicodedata.normalize("NFC", str(domain))
+    if len(domain) > MAX_DOMAIN_CHARS:  # refused here, before any training, not at the first MLflow write
+        raise UserError(f"{file}:{where}: domain name of {len(domain)} characters is longer than "
+                        f"{MAX_DOMAIN_CHARS} (domain names become MLflow metric keys, at most 250 characters)")
+    return domain, text
 
 
 def _json_lines(file: Path) -> Iterator[tuple[int, bytes]]:
@@ -131,9 +139,13 @@ def _iter_json(file: Path, text_field: str, domain_field: str) -> Iterator[tuple
 def _iter_parquet(file: Path, text_field: str, domain_field: str, streaming: bool | None) -> Iterator[tuple[str, str]]:
     from datasets import load_dataset
 
+    from lldmix_core.config import get_settings
+
     stream = streaming if streaming is not None else file.stat().st_size > STREAMING_THRESHOLD
+    # `datasets` caches what it reads; under LLDMIX_HOME, not the user's ~/.cache, like every other file
+    cache = get_settings().home / "cache" / "datasets"
     try:
-        ds = load_dataset("parquet", data_files=str(file), split="train", streaming=stream)
+        ds = load_dataset("parquet", data_files=str(file), split="train", streaming=stream, cache_dir=str(cache))
     except Exception as e:
         raise UserError(f"{file}: cannot read as parquet ({str(e).splitlines()[0]})") from None
     for row, record in enumerate(ds):

@@ -8,6 +8,7 @@ folder with a manifest is always complete. Batches are nanoGPT-style random wind
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -18,8 +19,42 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from lldmix_core.atomic import file_lock
+from lldmix_core.atomic import file_lock, pid_alive
 from lldmix_core.errors import UserError
+from lldmix_core.faults import fault_point
+
+
+def _write_token_files(records: Iterable[tuple[str, str]], tokenizer, folder: Path,
+                       dtype: np.dtype) -> tuple[dict[str, str], dict[str, int]]:
+    """Tokenise `records` into one file per domain in `folder`: ({domain: file name}, {domain: tokens})."""
+    files, counts, handles, used = {}, {}, {}, set()
+    try:
+        for domain, text in records:
+            if domain not in handles:
+                name = _slug(domain)
+                while name in used:
+                    name += "_"
+                used.add(name)
+                files[domain] = f"{name}.bin"
+                handles[domain] = open(folder / files[domain], "wb")
+                counts[domain] = 0
+            ids = np.asarray([tokenizer.bos_id, *tokenizer.encode(text)], dtype=dtype)
+            handles[domain].write(ids.tobytes())
+            fault_point("token_write")
+            counts[domain] += len(ids)
+    finally:
+        for h in handles.values():
+            h.close()
+    return files, counts
+
+
+def _remove_dead_temps(out_dir: Path) -> None:
+    """Delete temp folders of `out_dir` left by builders that were killed (SIGKILL cleans nothing up);
+    called under the build's lock, so no live builder of this folder can be in the way."""
+    for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _slug(domain: str) -> str:
@@ -57,36 +92,27 @@ class DomainStreams:
                 return streams
         dtype = np.dtype("<u2" if tokenizer.vocab_size <= 65535 else "<u4")
         tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+        _remove_dead_temps(out_dir)
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        files, counts, handles, used = {}, {}, {}, set()
-        try:
-            for domain, text in records:
-                if domain not in handles:
-                    name = _slug(domain)
-                    while name in used:
-                        name += "_"
-                    used.add(name)
-                    files[domain] = f"{name}.bin"
-                    handles[domain] = open(tmp / files[domain], "wb")
-                    counts[domain] = 0
-                ids = np.asarray([tokenizer.bos_id, *tokenizer.encode(text)], dtype=dtype)
-                handles[domain].write(ids.tobytes())
-                counts[domain] += len(ids)
-        finally:
-            for h in handles.values():
-                h.close()
-        if not counts:
+        try:  # every failure (full disk, bad record, Ctrl-C) removes the temp folder: nothing is left
+            tmp.mkdir(parents=True)
+            files, counts = _write_token_files(records, tokenizer, tmp, dtype)
+            if not counts:
+                raise UserError("training corpus has no records")
+            manifest = {"domains": sorted(counts), "files": files, "n_tokens": counts,
+                        "dtype": dtype.str, "tokenizer": tokenizer.identity,
+                        "tokenizer_name": tokenizer.name}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, out_dir)
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise UserError("training corpus has no records")
-        manifest = {"domains": sorted(counts), "files": files, "n_tokens": counts,
-                    "dtype": dtype.str, "tokenizer": tokenizer.identity,
-                    "tokenizer_name": tokenizer.name}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out_dir)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UserError(f"could not write the token files {out_dir}: no space left on the device "
+                                "(nothing was changed; the partial files were removed)") from None
+            raise
         return cls(out_dir, manifest)
 
     def n_tokens(self, domain: str) -> int:

@@ -3,13 +3,16 @@ keys; PostgreSQL works through the same code with a `postgresql://` URL (psycopg
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from lldmix_core.errors import SchemaBehindError, UserError
+from lldmix_core.faults import fault_point
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = REPO_ROOT / "migrations"
@@ -35,22 +38,59 @@ def make_engine(url: str) -> Engine:
         if u.database and u.database != ":memory:":
             _sqlite_folder(sqlite_path(url), url)
         engine = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            # WAL + NORMAL: a committed transaction survives a process crash (SIGKILL); only a power
-            # loss can undo the newest commits, and the file is never corrupted (sqlite.org/wal.html)
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
+        event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if u.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ModuleNotFoundError as e:  # the driver is an extra: the plain install has SQLite only
+            if not (e.name or "").startswith("psycopg"):
+                raise
+            raise UserError(f"database URL {redact(url)} needs the PostgreSQL driver psycopg, which is not installed: "
+                            "pip install -c constraints.txt -e '.[postgres]' (or pip install 'psycopg[binary]>=3.2')"
+                            ) from None
     raise UserError(f"database URL {redact(url)}: use sqlite:///… or postgresql://…")
+
+
+def _sqlite_pragmas(dbapi_conn, _record, foreign_keys: bool = True) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+    # WAL + NORMAL: a committed transaction survives a process crash (SIGKILL); only a power
+    # loss can undo the newest commits, and the file is never corrupted (sqlite.org/wal.html)
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_migration_engine(url: str) -> Engine:
+    """The engine Alembic migrates with. On SQLite each transaction really holds its DDL: Python's
+    sqlite3 driver, left to itself, commits before every CREATE/ALTER/DROP, so a killed migration
+    left half a revision behind (columns added, version not stamped) and every later upgrade failed.
+    Here the driver never begins or commits on its own (isolation_level None) and SQLAlchemy's
+    begin emits `BEGIN IMMEDIATE` (the write lock up front). Foreign keys are off on these
+    connections: batch migrations recreate tables, and the PRAGMA is a no-op inside a transaction."""
+    url = normalise_url(url)
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return make_engine(url)  # PostgreSQL has transactional DDL; an in-memory database is one connection
+    _sqlite_folder(sqlite_path(url), url)
+    engine = create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, record):
+        _sqlite_pragmas(dbapi_conn, record, foreign_keys=False)
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _statement(*_args):
+        fault_point("migrate_sql")  # the crash tests kill before the n-th statement of a migration
+
+    return engine
 
 
 def sqlite_path(url: str) -> Path:
@@ -150,15 +190,35 @@ def alembic_config(url: str):
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate to `revision`: each revision's changes and its version stamp in one transaction, one
+    migrating process at a time (a second waits, then finds the schema current)."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    with _migration_lock(url):
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(url), revision)
+    with _migration_lock(url):
+        command.downgrade(alembic_config(url), revision)
+
+
+@contextmanager
+def _migration_lock(url: str):
+    """A file lock beside a SQLite database for the whole migration: two `db upgrade`s computed the
+    same plan and the second failed on what the first had just done."""
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        yield
+        return
+    from lldmix_core.atomic import file_lock
+
+    db = sqlite_path(url)
+    _sqlite_folder(db, url)
+    with file_lock(db.with_name(f".{db.name}.migrate.lock")):
+        yield
 
 
 def head_revision() -> str:
@@ -172,6 +232,17 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_database_file(url: str) -> None:
+    """Refuse a SQLite database whose file does not exist yet, before anything opens it: opening
+    would create the file (and LLDMIX_HOME) only to say the schema is missing."""
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return
+    if not sqlite_path(url).exists():
+        raise SchemaBehindError(f"database {redact(url)} is empty (no schema), code expects {head_revision()}: "
+                                "run `lldmix db upgrade`")
 
 
 def require_current(engine: Engine) -> None:

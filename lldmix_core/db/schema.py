@@ -171,6 +171,7 @@ class Run(Base):
     seed: Mapped[int | None] = mapped_column(Integer)
     tau: Mapped[float | None] = mapped_column(Float)  # resolved temperature (inf = uniform)
     tau_setting: Mapped[str | None] = mapped_column(String(32))  # the spec's τ: "auto", "inf" or a number; NULL: no τ
+    # running | finished | failed | stopped (SIGTERM: resumes from its checkpoint) | cancelled (from the app)
     status: Mapped[str] = mapped_column(String(20), default="running")
     base_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     target_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))

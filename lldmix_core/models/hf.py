@@ -13,7 +13,7 @@ import torch
 
 from lldmix_core.errors import UserError
 from lldmix_core.models.base import LanguageModel
-from lldmix_core.tokenizers import Tokenizer, get_tokenizer
+from lldmix_core.tokenizers import Tokenizer, get_tokenizer, refuse_custom_code
 
 
 class HFLanguageModel(LanguageModel):
@@ -48,6 +48,11 @@ def _fingerprint_folder(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def load_hf_model(
     folder: str | Path,
     *,
@@ -62,12 +67,16 @@ def load_hf_model(
     path = Path(folder)
     if not path.is_dir() or not (path / "config.json").is_file():
         raise UserError(f"model folder {path} does not exist or has no config.json")
-    tok: Tokenizer = get_tokenizer(tokenizer or f"hf:{path.resolve()}")
-    module = AutoModelForCausalLM.from_pretrained(
-        path, local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype
-    )
+    refuse_custom_code(path.resolve(), trust_remote_code)  # before transformers reads anything
+    tok: Tokenizer = get_tokenizer(tokenizer or f"hf:{path.resolve()}", trust_remote_code)
+    try:  # trust_remote_code always explicit: left unset, transformers asks on stdin
+        cfg = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        module = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, trust_remote_code=trust_remote_code, dtype=dtype
+        )
+    except (ValueError, KeyError) as e:  # e.g. a model_type transformers does not know
+        raise UserError(f"model folder {path.resolve()}: cannot load a model ({_first_line(e)})") from None
     module.eval()
-    cfg = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     max_ctx = int(
         getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
     )

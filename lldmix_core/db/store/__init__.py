@@ -65,9 +65,12 @@ class Store:
     @classmethod
     def open(cls, url: str | None = None, *, check: bool = True) -> "Store":
         from lldmix_core.config import get_settings
-        from lldmix_core.db.engine import make_engine, require_current
+        from lldmix_core.db.engine import make_engine, require_current, require_database_file
 
-        engine = make_engine(url or get_settings().db_url)
+        url = url or get_settings().db_url
+        if check:  # a missing file is refused before make_engine creates it (and the home)
+            require_database_file(url)
+        engine = make_engine(url)
         if check:
             require_current(engine)
         return cls(engine)
