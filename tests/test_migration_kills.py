@@ -99,7 +99,7 @@ def test_kill_during_0005_on_a_database_with_data_loses_nothing(tmp_path, refere
     assert [r[:5] for r in after] == rows and all(r[5] for r in after)
 
 
-def _statements_per_revision(tmp_path: Path) -> dict[str | None, int]:
+def _statements_per_revision(tmp_path: Path, url: str | None = None) -> dict[str | None, int]:
     """{revision: SQL statements an upgrade from it to head sends} (None: from an empty database)."""
     from sqlalchemy import Engine, event
 
@@ -108,7 +108,7 @@ def _statements_per_revision(tmp_path: Path) -> dict[str | None, int]:
     def counter(*_a):
         count.append(1)
 
-    url = f"sqlite:///{tmp_path / 'count.db'}"
+    url = url or f"sqlite:///{tmp_path / 'count.db'}"
     steps = {}
     event.listen(Engine, "before_cursor_execute", counter)
     try:
@@ -168,3 +168,50 @@ def test_two_simultaneous_upgrades_on_postgresql_both_succeed(tmp_path):
     assert all(rc == 0 for rc, _ in results), results  # the second waited on the advisory lock
     assert current_revision(make_engine(url)) == head_revision()
     assert "recipes" in inspect(make_engine(url)).get_table_names()
+
+
+def _pg_schema(url: str) -> tuple[str | None, dict]:
+    """(revision, {table: sorted columns}) of a PostgreSQL database, Alembic's own table left out."""
+    from sqlalchemy import inspect
+
+    from lldmix_core.db.engine import current_revision, make_engine
+
+    engine = make_engine(url)
+    try:
+        names = inspect(engine).get_table_names()
+        cols = {t: sorted(c["name"] for c in inspect(engine).get_columns(t)) for t in names if t != "alembic_version"}
+        return (current_revision(engine) if "alembic_version" in names else None), cols
+    finally:
+        engine.dispose()
+
+
+def test_kills_at_random_statements_on_postgresql(tmp_path):
+    """The random-kill series on PostgreSQL (transactional DDL there too): after every kill the database
+    is exactly at a revision a clean upgrade produces, and the last upgrade reaches head."""
+    from test_db import _fresh_pg_url, need_pg
+
+    server = need_pg()
+    reference = {None: {}}
+    for rev in REVISIONS:
+        url = _fresh_pg_url(server)
+        upgrade(url, rev)
+        reference[rev] = _pg_schema(url)[1]
+    left = _statements_per_revision(tmp_path, _fresh_pg_url(server))
+    seed = int(os.environ.get("LLDMIX_KILL_SEED", time.time_ns() % 10**6))
+    rng = random.Random(seed)
+    url = _fresh_pg_url(server)
+    env = {**os.environ, "LLDMIX_HOME": str(tmp_path / "home"), "LLDMIX_DB_URL": url}
+    rev, killed = None, 0
+    for i in range(int(os.environ.get("LLDMIX_KILLS", 4))):
+        n = rng.randint(1, max(left[rev], 1))
+        proc = subprocess.run([sys.executable, "-m", "lldmix_core.cli", "db", "upgrade"], cwd=ROOT,
+                              env={**env, "LLDMIX_FAULT": f"migrate_sql:{n}"}, capture_output=True, text=True, timeout=120)
+        assert proc.returncode in (0, -signal.SIGKILL), f"seed {seed}, kill {i} at statement {n}: {proc.stderr}"
+        killed += proc.returncode == -signal.SIGKILL
+        rev, cols = _pg_schema(url)
+        assert cols == reference[rev], f"seed {seed}, kill {i} at statement {n}: not revision {rev}'s schema"
+    proc = subprocess.run([sys.executable, "-m", "lldmix_core.cli", "db", "upgrade"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"seed {seed}: {proc.stderr}"
+    assert killed >= 1, f"seed {seed}: no upgrade was killed (the fault point never fired)"
+    assert _pg_schema(url) == (head_revision(), reference[head_revision()])
