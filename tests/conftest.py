@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -69,3 +70,29 @@ def recovery_smoke_home(tmp_path_factory) -> Path:
     run_cli("db", "upgrade", env=env)
     run_cli("run", "runs/recovery-smoke.yaml", env=env)
     return h
+
+
+@contextlib.contextmanager
+def fresh_home(home: Path):
+    """LLDMIX_HOME set to `home` (database migrated, no DB or MLflow URL overrides) for the block, for
+    module-scoped fixtures that cannot use monkeypatch; yields (settings, store); the environment is
+    restored after."""
+    from lldmix_core.config import get_settings
+    from lldmix_core.db.engine import upgrade
+    from lldmix_core.db.store import Store
+
+    names = ("LLDMIX_HOME", "LLDMIX_DB_URL", "MLFLOW_TRACKING_URI")
+    old = {k: os.environ.get(k) for k in names}
+    os.environ["LLDMIX_HOME"] = str(home)
+    os.environ.pop("LLDMIX_DB_URL", None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        settings = get_settings()
+        upgrade(settings.db_url)
+        yield settings, Store.open(settings.db_url)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

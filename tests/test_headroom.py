@@ -104,30 +104,14 @@ def test_oracle_needs_a_target_whose_mixture_is_known():
 
 @pytest.fixture(scope="module")
 def twin_run(tmp_path_factory):
+    from conftest import fresh_home
     from lldmix_core import engine as engine_mod
-    from lldmix_core.config import get_settings
-    from lldmix_core.db.engine import upgrade
-    from lldmix_core.db.store import Store
     from lldmix_core.spec import RunSpec
 
-    home = tmp_path_factory.mktemp("twin") / "home"
-    old = {k: os.environ.get(k) for k in ("LLDMIX_HOME", "LLDMIX_DB_URL", "MLFLOW_TRACKING_URI")}
-    os.environ["LLDMIX_HOME"] = str(home)
-    os.environ.pop("LLDMIX_DB_URL", None)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        settings = get_settings()
-        upgrade(settings.db_url)
-        store = Store.open(settings.db_url)
+    with fresh_home(tmp_path_factory.mktemp("twin") / "home") as (settings, store):
         spec = RunSpec.model_validate(yaml.safe_load(TWIN))
         outcome = engine_mod.Engine(store, settings, verbose=False).run(spec)
         yield store, outcome, spec
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_twin_oracle_reproduces_its_target_bit_for_bit(twin_run):

@@ -7,7 +7,6 @@ Mutation seen to fail these tests: the engine ignoring the switches (the whole r
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -79,18 +78,11 @@ def test_specs_without_phases_keep_their_hash():
 
 @pytest.fixture(scope="module")
 def phased_run(tmp_path_factory):
+    from conftest import fresh_home
     from lldmix_core import engine as engine_mod
-    from lldmix_core.config import get_settings
     from lldmix_core.corpus.streams import DomainStreams
-    from lldmix_core.db.engine import upgrade
-    from lldmix_core.db.store import Store
     from lldmix_core.spec import RunSpec
 
-    home = tmp_path_factory.mktemp("phased") / "home"
-    old = {k: os.environ.get(k) for k in ("LLDMIX_HOME", "LLDMIX_DB_URL", "MLFLOW_TRACKING_URI")}
-    os.environ["LLDMIX_HOME"] = str(home)
-    os.environ.pop("LLDMIX_DB_URL", None)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
     drawn: list[tuple[int, str]] = []  # (batch size asked, domain) of every training batch
     real_get_batch = DomainStreams.get_batch
 
@@ -100,19 +92,12 @@ def phased_run(tmp_path_factory):
 
     DomainStreams.get_batch = spy
     try:
-        settings = get_settings()
-        upgrade(settings.db_url)
-        store = Store.open(settings.db_url)
-        spec = RunSpec.model_validate(yaml.safe_load(SPEC))
-        outcome = engine_mod.Engine(store, settings, verbose=False).run(spec)
-        yield store, outcome, drawn
+        with fresh_home(tmp_path_factory.mktemp("phased") / "home") as (settings, store):
+            spec = RunSpec.model_validate(yaml.safe_load(SPEC))
+            outcome = engine_mod.Engine(store, settings, verbose=False).run(spec)
+            yield store, outcome, drawn
     finally:
         DomainStreams.get_batch = real_get_batch
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_each_phase_trains_on_its_own_weights(phased_run):
