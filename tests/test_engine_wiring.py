@@ -40,23 +40,11 @@ HOMES: dict = {}  # "wiring": the fixture's Settings (home, checkpoints), for te
 def wired(tmp_path_factory):
     """(store, spec, outcome, grams, teachers): grams[(run step)] the Gram matrices adjusted-LLD solved
     with, teachers the fingerprints of the models handed to the distillation loss."""
-    import os
+    from conftest import fresh_home
+    from lldmix_core import engine as engine_mod
+    from lldmix_core.spec import RunSpec
 
-    home = tmp_path_factory.mktemp("wiring") / "home"
-    old = {k: os.environ.get(k) for k in ("LLDMIX_HOME", "LLDMIX_DB_URL", "MLFLOW_TRACKING_URI")}
-    os.environ["LLDMIX_HOME"] = str(home)
-    os.environ.pop("LLDMIX_DB_URL", None)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        from lldmix_core import engine as engine_mod
-        from lldmix_core.config import get_settings
-        from lldmix_core.db.engine import upgrade
-        from lldmix_core.db.store import Store
-        from lldmix_core.spec import RunSpec
-
-        settings = get_settings()
-        upgrade(settings.db_url)
-        store = Store.open(settings.db_url)
+    with fresh_home(tmp_path_factory.mktemp("wiring") / "home") as (settings, store):
         spec = RunSpec.model_validate(yaml.safe_load(SPEC))
         grams: list[np.ndarray] = []
         teachers: list[str] = []
@@ -80,12 +68,6 @@ def wired(tmp_path_factory):
         finally:
             engine_mod.distill_loss_fn = real_loss
         yield store, spec, outcome, grams, teachers
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _run(store, outcome, method):
