@@ -12,7 +12,7 @@ to its temp name, before fsync and rename), `mlflow_init` (MLflow's SQLite store
 migrated under its temp name, before the rename into place), `mlflow_write` (before each MLflow
 client call that writes), `token_write` (after each document written to a domain's token file, in
 the streams' temp folder), `migrate` (a revision's schema changes and version stamp sent, before
-its COMMIT), `migrate_sql` (before each SQL statement a SQLite migration sends).
+its COMMIT), `migrate_sql` (before each SQL statement a migration sends, SQLite or PostgreSQL).
 """
 
 from __future__ import annotations

@@ -72,23 +72,24 @@ def make_migration_engine(url: str) -> Engine:
     connections: batch migrations recreate tables, and the PRAGMA is a no-op inside a transaction."""
     url = normalise_url(url)
     u = make_url(url)
-    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
-        return make_engine(url)  # PostgreSQL has transactional DDL; an in-memory database is one connection
-    _sqlite_folder(sqlite_path(url), url)
-    engine = create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        _sqlite_folder(sqlite_path(url), url)
+        engine = create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
 
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, record):
-        _sqlite_pragmas(dbapi_conn, record, foreign_keys=False)
-        dbapi_conn.isolation_level = None
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn, record):
+            _sqlite_pragmas(dbapi_conn, record, foreign_keys=False)
+            dbapi_conn.isolation_level = None
 
-    @event.listens_for(engine, "begin")
-    def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        engine = make_engine(url)  # PostgreSQL has transactional DDL; an in-memory database is one connection
 
     @event.listens_for(engine, "before_cursor_execute")
     def _statement(*_args):
-        fault_point("migrate_sql")  # the crash tests kill before the n-th statement of a migration
+        fault_point("migrate_sql")  # the crash tests kill before the n-th statement of a migration (both databases)
 
     return engine
 
