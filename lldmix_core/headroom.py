@@ -144,11 +144,14 @@ def format_headroom(s: HeadroomSummary) -> list[str]:
         if m.identical:
             extra = f"; the same final KL as {s.baseline} on every seed"
         elif m.diff is not None and not m.detected:
-            share = f" = {m.mde / h.mean:.0%} of H" if h.mean > 0 else ""
+            share = f" = {m.mde / h.mean:.0%} of H" if h.detected else ""  # a share of an undetected H means nothing
             extra = (f"; difference to {s.baseline} not detected (smallest detectable at 80 % power: "
                      f"{m.mde:.4f} bits/byte{share})")
         lines.append(f"    {m.label:<22} {m.captured.text()}{extra}")
     if not h.detected:
+        sd = float(np.std(h.per_seed, ddof=1)) if n >= 2 else math.nan
         lines.append("  no headroom detected: " + ("with one seed there is no interval over seeds" if n < 2 else
-                     "the interval of H includes 0, so no verdict on a method's closeness is interpretable here"))
+                     f"the interval of H includes 0 (the smallest H these {n} seeds detect at 80 % power: "
+                     f"{mc.min_detectable_effect(sd, n):.4f} bits/byte), so no verdict on a method's closeness is "
+                     "interpretable here"))
     return lines

@@ -145,8 +145,12 @@ def _headroom_section(summary: HeadroomSummary | None) -> list[str]:
               not METHODS[m.label.split(" ")[0]].privileged]
     met = [m.label for m in usable if m.captured.bounded and m.captured.estimate >= 0.5 and m.captured.lo > 0]
     if not h.detected:
-        lines.append(f"H is not distinguishable from 0 over {n} seed(s): this setting has no detected headroom, so no "
-                     "method's verdict against the baseline says anything about mixtures.")
+        sd = float(np.std(h.per_seed, ddof=1)) if n >= 2 else math.nan
+        mde = mc.min_detectable_effect(sd, n)
+        power = f" (the smallest headroom these {n} seeds detect at 80 % power: {mde:.4f} bits/byte)" \
+            if math.isfinite(mde) else ""
+        lines.append(f"H is not distinguishable from 0 over {n} seed(s){power}: this setting has no detected headroom, "
+                     "so no method's verdict against the baseline says anything about mixtures.")
     elif met:
         lines.append("Captures at least half the headroom with an interval above 0, needing nothing privileged: "
                      + ", ".join(met) + ".")
