@@ -37,18 +37,23 @@ def _applied(**_kw) -> None:
 
 
 def run_migrations_online() -> None:
-    from lldmix_core.db.engine import make_migration_engine
+    from lldmix_core.db.engine import make_engine, make_migration_engine
 
     # the migration engine makes SQLite's DDL transactional (and turns foreign keys off for batch
     # migrations, which recreate tables); one transaction per revision holds its changes and its
     # version stamp, so a killed upgrade leaves the database at the previous revision, intact
-    engine = make_migration_engine(_url())
-    with engine.connect() as connection, _serialised(connection):
-        sqlite = connection.dialect.name == "sqlite"
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=sqlite,
-                          compare_type=True, transaction_per_migration=True, on_version_apply=_applied)
-        with context.begin_transaction():
-            context.run_migrations()
+    url = _url()
+    engine = make_migration_engine(url)
+    try:
+        with engine.connect() as connection, _serialised(connection):
+            sqlite = connection.dialect.name == "sqlite"
+            context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=sqlite,
+                              compare_type=True, transaction_per_migration=True, on_version_apply=_applied)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        if engine is not make_engine(url):  # the migration's own engine; an in-memory database's is shared
+            engine.dispose()
 
 
 # any fixed 64-bit number: the key of PostgreSQL's advisory lock that serialises lldmix migrations

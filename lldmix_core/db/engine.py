@@ -84,8 +84,12 @@ def make_migration_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif u.get_backend_name() == "sqlite":
+        return make_engine(url)  # an in-memory database is the caller's one connection: no kill point there
     else:
-        engine = make_engine(url)  # PostgreSQL has transactional DDL; an in-memory database is one connection
+        # PostgreSQL has transactional DDL. Its own engine (make_engine's uncached body; the migration
+        # disposes it), so the kill point below never lands on the process's shared, cached engine
+        engine = make_engine.__wrapped__(url)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _statement(*_args):
