@@ -298,3 +298,24 @@ def test_the_paper_settings_cell_is_paired_with_the_cell_it_repeats():
         [pair("S-r1-paper", f"t{i}", s, 0.8, i) for i in range(3) for s in (0, 1)]
     (row,) = [r for r in settings_comparison(b, pairs) if r.startswith("| `S-r1-paper`")]
     assert "| 6 | 0.800 [0.80, 0.80] | 0.900 [0.90, 0.90] | -0.100 [-0.10, -0.10] |" in row
+
+
+def test_the_ladder_sets_each_cells_budget_for_runs_and_targets():
+    b = load_benchmark(ROOT / "runs" / "ladder.yaml")
+    cells = expand(b)
+    by = {c.spec.name: c.spec for c in cells}
+    assert not any(c.is_reference for c in cells)  # the ladder measures headroom: no calibrated-Δ references
+    twin, ind = by["ladder.M-1000-twin.dir-a0.7-s1"], by["ladder.XS-100-ind.dir-a2-s1"]
+    assert twin.training.steps == 1000 and twin.target.train.twin and twin.arch.n_embd == 128
+    assert ind.training.steps == 100 and ind.target.train.steps == 100 and not ind.target.train.twin
+    assert {(s.arch.n_embd, s.training.steps) for s in by.values()} == {(d, n) for d in (32, 64, 128)
+                                                                        for n in (100, 300, 1000)}
+    assert all(list(s.methods) == ["uniform", "oracle"] and len(s.seeds) >= 3 for s in by.values())
+    # a cell without `steps` keeps the shared budget, and its target's ratio applies to the cell's own budget
+    data = b.model_dump(mode="json")
+    one = ["dir-a2-s1"]
+    data["cells"] = [{"name": "r2", "size": "S", "steps": 150, "target_ratio": 2, "truths": one},
+                     {"name": "plain", "size": "S", "truths": one}]
+    r2, plain = (c.spec for c in expand(type(b).model_validate(data)))
+    assert (r2.training.steps, r2.target.train.steps) == (150, 300)
+    assert (plain.training.steps, plain.target.train.steps) == (300, 300)

@@ -9,7 +9,7 @@ content like any spec, so a re-run finds what is done. Pure: no I/O beyond readi
     truths: [{name, dirichlet: {concentration, seed}, multipliers?}, ...]
     sizes: {S: {arch}, M: {arch}}
     bases: {random: {init: random}, pretrained: {train: {steps, seed, dirichlet|weights}}}
-    cells: [{name, size, target_ratio, base, truths: all | [names], seeds?, twin?}]
+    cells: [{name, size, steps?, target_ratio, base, truths: all | [names], seeds?, twin?}]
     reference: true                      # a uniform-trained target per (size, ratio) for the calibrated Δ
     spec: {the run-spec fields every cell shares: seeds, corpus, training, methods, lld, kl, ...}
 """
@@ -79,7 +79,8 @@ class BaseChoice(_Strict):
 class Cell(_Strict):
     name: str = Field(..., pattern=NAME, max_length=40)
     size: str
-    target_ratio: float = Field(1.0, gt=0)  # target steps = ratio × spec.training.steps
+    steps: int | None = Field(None, ge=1)  # the base runs' budget in this cell (default: spec.training.steps)
+    target_ratio: float = Field(1.0, gt=0)  # target steps = ratio × the cell's steps
     base: str = "random"
     truths: str | tuple[str, ...] = "all"
     seeds: tuple[int, ...] | None = None  # default: spec.seeds
@@ -189,10 +190,12 @@ def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
     out, refs_done = [], {}
     for c in b.cells:
         arch = b.sizes[c.size].model_dump(mode="json", exclude_none=True)
-        target_steps = max(1, int(round(c.target_ratio * steps)))
+        cell_shared = {**shared, **c.spec}
+        if c.steps is not None:  # a budget ladder: this cell's runs (and, by target_ratio, its target) train longer
+            cell_shared["training"] = {**cell_shared.get("training", {}), "steps": c.steps}
+        target_steps = max(1, int(round(c.target_ratio * (c.steps or steps))))
         ref_name = refs_done.get((c.size, target_steps), f"{b.benchmark}.{c.name}.reference") if b.reference else None
         base = _base_ref(b, c)
-        cell_shared = {**shared, **c.spec}
         seeds = list(c.seeds) if c.seeds is not None else cell_shared.get("seeds", [0])
         chosen = [t for t in b.truths if c.truths == "all" or t.name in c.truths]
         for t in chosen:
@@ -206,7 +209,7 @@ def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
             refs_done[(c.size, target_steps)] = ref_name
             u = {d: 1.0 / len(b.domains) for d in b.domains}
             target = {"train": {"steps": target_steps, "seed": b.target_seed - 1, "weights": u}}
-            ref = {**shared, "methods": ["uniform"], "lld": {}, "kl": {"sampled": {"n_samples": 0}}}
+            ref = {**cell_shared, "methods": ["uniform"], "lld": {}, "kl": {"sampled": {"n_samples": 0}}}
             out.append(BenchmarkCell(c.name, "reference", u,
                                      _spec(b, ref, f"{c.name}.reference", arch, target, {"init": "random"}, seeds[:1],
                                            "uniform-trained reference target (calibrated Δ)"),
