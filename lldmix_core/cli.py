@@ -354,6 +354,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan; train nothing."),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not track in MLflow."),
     yes_i_mean_it: bool = typer.Option(False, "--yes-i-mean-it", help="Run settings beyond the plausibility limits."),
+    cells: str = typer.Option("", "--cells", help="Benchmark files only: run just these cells (comma-separated names)."),
 ):
     """Run a declarative spec: train the target if asked, compare the methods, print the table.
     A benchmark file (top-level `benchmark:`, e.g. runs/recovery.yaml) runs each of its cells' specs."""
@@ -364,7 +365,9 @@ def run(
     if yes_i_mean_it:
         os.environ["LLDMIX_NO_LIMITS"] = "1"
     if _is_benchmark(spec_path):
-        return _run_benchmark(spec_path, dry_run=dry_run, no_mlflow=no_mlflow)
+        return _run_benchmark(spec_path, dry_run=dry_run, no_mlflow=no_mlflow, only=cells)
+    if cells:
+        raise UserError(f"--cells: {spec_path} is a run spec, not a benchmark file (a top-level `benchmark:` key)")
     spec = load_spec(spec_path)
     check_plausible(spec, str(spec_path))
     if no_mlflow:
@@ -395,14 +398,15 @@ def _is_benchmark(path: Path) -> bool:
         return False  # load_spec reports it
 
 
-def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool) -> None:
-    """Each cell of a benchmark file in order (finished cells are found in the database)."""
+def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool, only: str = "") -> None:
+    """Each cell of a benchmark file in order (finished cells are found in the database); with `only`
+    (comma-separated cell names), just those cells and the references they need."""
     from lldmix_core.benchmark.plan import describe_benchmark
-    from lldmix_core.benchmark.suite import expand, load_benchmark
+    from lldmix_core.benchmark.suite import expand, load_benchmark, select_cells
     from lldmix_core.limits import check_plausible
 
     b = load_benchmark(path)
-    cells = expand(b)
+    cells = select_cells(b, expand(b), only)
     for c in cells:
         check_plausible(c.spec, f"{path} ({c.spec.name})")
     if dry_run:

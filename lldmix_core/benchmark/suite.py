@@ -217,6 +217,20 @@ def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
     return out
 
 
+def select_cells(b: BenchmarkSpec, cells: list[BenchmarkCell], only: str) -> list[BenchmarkCell]:
+    """The expanded specs of the named cells (comma-separated; "" = all), with the uniform references they
+    use even where another cell owns them; an unknown name is a one-line error."""
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    if not names:
+        return cells
+    unknown = [n for n in names if n not in {c.name for c in b.cells}]
+    if unknown:
+        raise UserError(f"--cells: {', '.join(unknown)} not in {b.benchmark}'s cells {[c.name for c in b.cells]}")
+    mine = [c for c in cells if c.cell in names and not c.is_reference]
+    refs = {c.reference for c in mine if c.reference}
+    return [c for c in cells if c in mine or (c.is_reference and c.spec.name in refs)]
+
+
 def _base_ref(b: BenchmarkSpec, c: Cell) -> dict:
     choice = b.bases[c.base]
     if choice.init is not None:
