@@ -535,6 +535,7 @@ def _write_results_section(out: Path, key: str, doc: str) -> None:
 
 def _benchmark_results(path: Path, out: Path, *, run_first: bool) -> None:
     """A benchmark's leaderboard document, after running what is missing (unless only finished work)."""
+    from lldmix_core.benchmark.ladder import collect_ladder, is_ladder, render_ladder
     from lldmix_core.benchmark.leaderboard import collect, pass2
     from lldmix_core.benchmark.report import render
     from lldmix_core.benchmark.suite import expand, load_benchmark
@@ -544,8 +545,14 @@ def _benchmark_results(path: Path, out: Path, *, run_first: bool) -> None:
     b = load_benchmark(path)
     cells = expand(b)
     store = _store()
-    pairs = collect(store, cells)
     flag = " --only-finished" if not run_first else ""
+    if is_ladder(cells):  # uniform and the oracle only: the headroom ladder's table and grid
+        rows = collect_ladder(store, cells)
+        _write_results_section(out, b.benchmark, render_ladder(b, cells, rows, f"lldmix results {path} --out {out}{flag}"))
+        typer.echo(f"results: wrote section {b.benchmark!r} of {out} "
+                   f"({sum(r.summary is not None for r in rows)} of {len(rows)} ladder cases finished)")
+        return
+    pairs = collect(store, cells)
     rows = pass2(store, cells)
     _write_results_section(out, b.benchmark, render(b, cells, pairs, f"lldmix results {path} --out {out}{flag}", rows))
     typer.echo(f"results: wrote section {b.benchmark!r} of {out} ({len(pairs)} pass-1 pairs, {len(rows)} pass-2 rows)")

@@ -319,3 +319,17 @@ def test_the_ladder_sets_each_cells_budget_for_runs_and_targets():
     r2, plain = (c.spec for c in expand(type(b).model_validate(data)))
     assert (r2.training.steps, r2.target.train.steps) == (150, 300)
     assert (plain.training.steps, plain.target.train.steps) == (300, 300)
+
+
+def test_cells_selects_the_named_cells_and_the_references_they_use():
+    from lldmix_core.benchmark.suite import select_cells
+
+    b = load_benchmark(ROOT / "runs" / "recovery.yaml")
+    cells = expand(b)
+    picked = select_cells(b, cells, "S-r1-paper")
+    assert {c.cell for c in picked if not c.is_reference} == {"S-r1-paper"}
+    # S-r1-paper's calibrated Δ uses the (2×64, 300 steps) reference, which S-r1 owns
+    assert [c.spec.name for c in picked if c.is_reference] == ["recovery.S-r1.reference"]
+    assert select_cells(b, cells, "") == cells
+    with pytest.raises(UserError, match=r"--cells: S-r9 not in recovery's cells"):
+        select_cells(b, cells, "S-r1, S-r9")
