@@ -173,3 +173,22 @@ def headroom_captured(df: pd.DataFrame) -> alt.Chart:
     refs = alt.Chart(pd.DataFrame({"x": [0.0, 1.0], "reference": ["uniform", "oracle (reference)"]})).mark_rule(
         strokeDash=[4, 4], color=BASE_COLOR).encode(x="x:Q", tooltip=["reference"])
     return (bars + points + refs).properties(height=max(120, 40 * d.method.nunique()))
+
+
+def ladder_grid(df: pd.DataFrame) -> alt.Chart:
+    """The headroom ladder: H / noise floor per (size, budget) as a heat map, one panel per target kind and
+    truth, the value written in each cell; a ring marks H's whole interval above 3 × floor.
+    df: size, n_params, steps, target, truth, h_over_floor, over_3_floors."""
+    d = df.dropna(subset=["h_over_floor"]).assign(panel=lambda x: x.target + " · " + x.truth)
+    sizes = [s for _, s in sorted(set(zip(d.n_params, d["size"])))]
+    base = alt.Chart(d).encode(x=alt.X("steps:O", title="base budget (steps)"),
+                               y=alt.Y("size:O", sort=sizes[::-1], title="model (layers × width)"))
+    heat = base.mark_rect().encode(
+        color=alt.Color("h_over_floor:Q", title="H / floor", scale=alt.Scale(scheme="blues", domainMin=0)),
+        tooltip=["target", "truth", "size", "steps", alt.Tooltip("h:Q", format="+.4f", title="H (bits/byte)"),
+                 alt.Tooltip("floor:Q", format=".4f", title="floor (bits/byte)"),
+                 alt.Tooltip("h_over_floor:Q", format=".2f")])
+    text = base.mark_text(fontSize=13).encode(text=alt.Text("h_over_floor:Q", format=".2f"))
+    ring = base.transform_filter("datum.over_3_floors").mark_point(shape="square", size=1400, filled=False,
+                                                                    color="#d62728", strokeWidth=2)
+    return (heat + text + ring).properties(width=220, height=150).facet(facet=alt.Facet("panel:N", title=None), columns=2)

@@ -266,6 +266,30 @@ def benchmark_pass2_cases(file_name: str, v: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=60)
+def benchmark_ladder(file_name: str, v: str) -> pd.DataFrame:
+    """One row per (cell, truth) of a headroom ladder (runs/ladder.yaml): H with its interval over seeds,
+    the noise floor and H / floor (bits/byte of the sampled KL); empty for another kind of benchmark."""
+    from lldmix_core.benchmark.ladder import collect_ladder, is_ladder
+    from lldmix_core.benchmark.suite import expand, load_benchmark
+
+    cells = expand(load_benchmark(RUNS_DIR / file_name))
+    if not is_ladder(cells):
+        return pd.DataFrame()
+    out = []
+    for r in collect_ladder(store(), cells):
+        s = r.summary
+        h = s.headroom if s else None
+        out.append({"cell": r.cell, "truth": r.truth, "size": r.size, "n_params": r.n_params, "steps": r.steps,
+                    "target": "twin" if r.twin else "independent", "seeds": h.n if h else 0,
+                    "h": h.mean if h else float("nan"), "lo": h.lo if h else float("nan"),
+                    "hi": h.hi if h else float("nan"),
+                    "floor": s.floor_bits_per_byte if s else float("nan"),
+                    "h_over_floor": s.h_over_floor if s else float("nan"),
+                    "detectable_h": r.h_mde, "verdict": r.verdict, "over_3_floors": r.verdict == "yes"})
+    return pd.DataFrame(out)
+
+
+@st.cache_data(ttl=60)
 def seed_pairs(parent_id: int, v: str) -> list:
     """The noise floor's stored seed-pair KLs of a spec (lldmix_core.headroom.SeedPairKL)."""
     from types import SimpleNamespace

@@ -72,6 +72,16 @@ def recovery_smoke_home(tmp_path_factory) -> Path:
     return h
 
 
+@pytest.fixture(scope="session")
+def ladder_smoke_home(tmp_path_factory) -> Path:
+    """LLDMIX_HOME holding the finished smoke-size headroom ladder (runs/ladder-smoke.yaml)."""
+    h = tmp_path_factory.mktemp("ladder-smoke") / "home"
+    env = {"LLDMIX_HOME": str(h), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    run_cli("db", "upgrade", env=env)
+    run_cli("run", "runs/ladder-smoke.yaml", env=env)
+    return h
+
+
 @contextlib.contextmanager
 def fresh_home(home: Path):
     """LLDMIX_HOME set to `home` (database migrated, no DB or MLflow URL overrides) for the block, for

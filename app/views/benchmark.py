@@ -13,6 +13,20 @@ if not files:
     st.info("No benchmark file in runs/ (a YAML with a top-level `benchmark:` key, e.g. runs/recovery.yaml).")
     st.stop()
 chosen = st.selectbox("Benchmark file in runs/", files, index=files.index("recovery.yaml") if "recovery.yaml" in files else 0)
+ladder = data.benchmark_ladder(chosen, data.version())
+if len(ladder):  # a headroom ladder (uniform and the oracle only): where does H exceed three noise floors?
+    st.subheader("Headroom ladder: where does the mixture decide closeness?")
+    done = ladder[ladder.seeds > 0]
+    st.caption(f"{len(done)} of {len(ladder)} (cell, truth) cases finished. H = KL(target ‖ uniform) − "
+               "KL(target ‖ oracle) (sampled KL, bits/byte; the oracle is a reference trained on the target's true "
+               "mixture, which a user with a real target lacks); noise floor = sampled KL between oracle models of "
+               "consecutive seeds. A red square: H's whole 95 % interval over seeds above 3 × floor.")
+    if len(done):
+        st.altair_chart(charts.ladder_grid(done), width="content")
+    st.dataframe(ladder.drop(columns=["n_params", "over_3_floors"]), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                for c in ("h", "lo", "hi", "floor", "detectable_h")})
+    st.stop()
 board, ratios, mixes, expected = data.benchmark_results(chosen, data.version())
 p2 = data.benchmark_pass2(chosen, data.version())
 if len(p2):
