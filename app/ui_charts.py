@@ -9,7 +9,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from lldmix_core.methods import TARGET_COLOR, color_of, ordered
+from lldmix_core.methods import TARGET_COLOR, baseline_method, color_of, ordered
 
 UNITS = {"bits/byte": "bits_per_byte", "nats/text": "nats_per_text"}
 BASE_COLOR = "#555555"  # the base model (start of every trajectory) and other stored models
@@ -129,7 +129,7 @@ def recovery_ratios(df: pd.DataFrame, order: list[str]) -> alt.Chart:
 def mixture_bars(df: pd.DataFrame, series: list[str]) -> alt.Chart:
     """Truth, uniform and chosen estimates as grouped bars per domain. df: series, domain, weight."""
     d = df[df.series.isin(series)]
-    colors = {"truth": TARGET_COLOR, "uniform": color_of("uniform")}
+    colors = {"truth": TARGET_COLOR, "uniform": color_of(baseline_method())}
     rest = [s for s in series if s not in colors]
     palette = ["#d62728", "#1f77b4", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b"]
     scale = alt.Scale(domain=[s for s in series if s in colors] + rest,

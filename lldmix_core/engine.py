@@ -28,12 +28,13 @@ from lldmix_core.models import LanguageModel
 from lldmix_core.engine_claims import StageClaims
 from lldmix_core.engine_lld import LLDStages, subsample
 from lldmix_core.engine_models import ModelStages, _device
-from lldmix_core.plan import RunUnit, is_inf, run_plan
+from lldmix_core.plan import RunUnit, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core import provenance
 from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, SpecContext, StepLogger
-from lldmix_core.methods import METHODS, tau_text
+from lldmix_core.behaviours import MixtureInputs
+from lldmix_core.methods import METHODS, PARENT_ROW, tau_text
 from lldmix_core.outcomes import Cancelled, RunOutcome, SpecOutcome
 from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
@@ -78,7 +79,7 @@ class Engine:
         self._check_against_corpus(spec, corpus)  # refuse before anything of the run is written
         prov = provenance.collect(corpus.info.content_hash, tok.identity)
         parent_key = content_hash({"parent": spec.spec_hash})
-        parent_id = self.store.start_run(key=parent_key, name=spec.name, spec_hash=spec.spec_hash, method="spec",
+        parent_id = self.store.start_run(key=parent_key, name=spec.name, spec_hash=spec.spec_hash, method=PARENT_ROW,
                                          job_id=self.job_id, config=spec.model_dump(mode="json"), corpus_id=corpus.info.id,
                                          provenance=prov)
         parent_info = self.store.get_run(parent_id)
@@ -104,7 +105,7 @@ class Engine:
                 ctx = self._context(spec, corpus, parent_id, mlflow_parent, prov, unit.seed, contexts, out)
                 outcome = self._run_unit(ctx, unit)
                 out.runs.append(outcome)
-                if METHODS[unit.method].mixture == "aggregate" and unit.tau_setting == spec.lld.taus[0]:
+                if METHODS[unit.method].behaviour.makes_recipe and unit.tau_setting == spec.lld.taus[0]:
                     out.recipes[unit.seed] = outcome.weights
             if self.twin(spec):
                 out.target_name = f"{len(contexts)} twin target(s), one per seed"
@@ -281,32 +282,30 @@ class Engine:
         self._done_steps = done_before + ctx.spec.training.steps
         return self._outcome(run.run_id, unit)
 
+    def _mixture_inputs(self, ctx: SpecContext, seed: int, method: str, tau_setting) -> MixtureInputs:
+        """What `method`'s behaviour may read to choose this run's mixture (the store reached through callables)."""
+        spec, corpus = ctx.spec, ctx.corpus
+        name = self.lld.recipe_name(spec, seed, tau_setting, method)
+        return MixtureInputs(
+            spec=spec, domains=corpus.domains, prior=ctx.prior, truth=ctx.truth, seed=seed, tau_setting=tau_setting,
+            method=method, as_weights=lambda w, field: mixture(corpus.domains, w, None, field),
+            aggregate=lambda: self.lld.aggregate(spec, corpus, seed, tau_setting, ctx.target_id, method),
+            stored_phases=lambda: self.store.get_recipe(name).get("provenance", {}).get("phases") or [])
+
     def _initial_mixture(self, ctx: SpecContext, unit: RunUnit) -> tuple[np.ndarray, float | None]:
-        """The run's mixture at step 0 (for a fixed-mixture method, the whole run's) and its τ if known."""
-        spec, corpus, M = ctx.spec, ctx.corpus, METHODS[unit.method]
-        drawn_from = METHODS.get(spec.distill.mixture) if M.needs_teacher else None
-        if M.mixture == "recipe":  # (a phased recipe's first phase; _open_run applies the phases)
-            weights = spec.lld.recipe if spec.lld.recipe is not None else spec.lld.phases[0].weights
-            return mixture(corpus.domains, weights, None, "lld.recipe"), None
-        if M.mixture == "truth":  # the oracle: the exact array the target trained on
-            return ctx.truth, None
-        if M.mixture == "aggregate":
-            return self.lld.aggregate(spec, corpus, unit.seed, unit.tau_setting, ctx.target_id)
-        if drawn_from is not None and drawn_from.mixture == "aggregate":  # distillation on the recipe
-            return self.lld.aggregate(spec, corpus, unit.seed, spec.lld.taus[0], ctx.target_id)[0], None
-        return ctx.prior, None  # iterative methods: replaced at step 0 by the first estimate
+        """The run's mixture at step 0 (for a fixed-mixture method, the whole run's) and its τ if known.
+        Distillation draws its batches from the mixture of spec.distill.mixture's method at the first τ."""
+        spec, M = ctx.spec, METHODS[unit.method]
+        if M.needs_teacher:
+            source = spec.distill.mixture
+            return METHODS[source].behaviour.initial(self._mixture_inputs(ctx, unit.seed, source, spec.lld.taus[0]))[0], None
+        return M.behaviour.initial(self._mixture_inputs(ctx, unit.seed, unit.method, unit.tau_setting))
 
     def _phase_switches(self, ctx: SpecContext, unit: RunUnit) -> dict[int, np.ndarray]:
         """The run's phased recipe as {first step of the phase: its weights [K]}: method `fixed` with
         lld.phases, or aggregated-LLD whose estimator is phased (two-stage); empty for any other run."""
-        spec, M = ctx.spec, METHODS[unit.method]
-        phases = []
-        if M.mixture == "recipe" and spec.lld.phases:
-            phases = [(p.until, p.weights, f"lld.phases[{i}].weights") for i, p in enumerate(spec.lld.phases)]
-        elif M.mixture == "aggregate" and not is_inf(unit.tau_setting):
-            name = self.lld.recipe_name(spec, unit.seed, unit.tau_setting)
-            stored = self.store.get_recipe(name).get("provenance", {}).get("phases") or []
-            phases = [(p["until"], p["weights"], f"recipe {name}: phases[{i}]") for i, p in enumerate(stored)]
+        spec = ctx.spec
+        phases = METHODS[unit.method].behaviour.phases(self._mixture_inputs(ctx, unit.seed, unit.method, unit.tau_setting))
         if not phases:
             return {}
         return {start: mixture(ctx.corpus.domains, phases[i][1], None, phases[i][2])
@@ -394,9 +393,9 @@ class Engine:
             self._downstream(spec, lm, run.run_id, steps, run.name)
         self.store.update_run_models(run.run_id, base_model_id=base_id,
                                      final_model_id=self.store.final_model_id(run.run_id, steps))
-        if run.method.mixture == "aggregate":
-            self.tracker.log_recipe(run.mlflow_id, self.store.get_recipe(self.lld.recipe_name(spec, run.unit.seed,
-                                                                                          run.unit.tau_setting)))
+        if run.method.behaviour.makes_recipe:
+            self.tracker.log_recipe(run.mlflow_id, self.store.get_recipe(
+                self.lld.recipe_name(spec, run.unit.seed, run.unit.tau_setting, run.unit.method)))
         self.store.finish_run(run.run_id, status="finished")
         self.tracker.end(run.mlflow_id)
 

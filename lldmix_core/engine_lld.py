@@ -20,9 +20,6 @@ from lldmix_core.prepare import PreparedCorpus, mixture
 from lldmix_core.spec import RunSpec
 from lldmix_core.train import lm_loss
 
-# the method whose recipe these stages build (the registry's one "aggregate" entry)
-AGGREGATED = next(n for n, m in METHODS.items() if m.mixture == "aggregate")
-
 
 class LLDStages:
     """The LLD stages the engine calls: the domain Gram matrix, and the aggregated recipe from a pass 1
@@ -54,29 +51,31 @@ class LLDStages:
 
     # ------------------------------------------------------------------ aggregated-LLD
     @staticmethod
-    def recipe_name(spec: RunSpec, seed: int, tau_setting) -> str:
+    def recipe_name(spec: RunSpec, seed: int, tau_setting, method: str) -> str:
+        """The stored recipe of `method` (an aggregating method) for this seed and τ setting."""
         suffix = f".tau{tau_setting}" if len(spec.lld.taus) > 1 else ""
-        return f"{spec.name}.{AGGREGATED}.seed{seed}{suffix}"
+        return f"{spec.name}.{method}.seed{seed}{suffix}"
 
     def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting,
-                   target_id: int) -> tuple[np.ndarray, float | None]:
-        """Pass 2's fixed recipe: the geometric (or arithmetic) mean of pass 1's weights at the schedule steps.
+                  target_id: int, method: str) -> tuple[np.ndarray, float | None]:
+        """`method`'s fixed recipe (pass 2): the geometric (or arithmetic) mean of its pass 1's weights at the
+        schedule steps, or a registry estimator of pass 1's Δ_t (METHODS[method].aggregates names pass 1).
 
         τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
         if is_inf(tau_setting):
             K = len(corpus.domains)
             prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
-            self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting), method=f"{AGGREGATED}-tau-inf",
+            self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting, method), method=f"{method}-tau-inf",
                                    weights=dict(zip(corpus.domains, map(float, prior))),
-                                   provenance={"method": AGGREGATED, "tau_setting": "inf", "seed": seed,
+                                   provenance={"method": method, "tau_setting": "inf", "seed": seed,
                                                "note": "tau = inf: the prior by definition, no pass 1",
                                                "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
             return prior, math.inf
-        pass1_method = METHODS[AGGREGATED].aggregates
+        pass1_method = METHODS[method].aggregates
         found = self.store.get_run_by_key(self.run_key(spec, corpus, seed, pass1_method, tau_setting, target_id))
         pass1 = [found] if found is not None and found.status == "finished" else []
         if not pass1:
-            raise UserError(f"{AGGREGATED} needs a finished {pass1_method} run (pass 1) with the same seed")
+            raise UserError(f"{method} needs a finished {pass1_method} run (pass 1) with the same seed")
         per_step = self.store.get_weights(pass1[0].id)
         schedule = [s for s in mc.lld_schedule(spec.training.steps) if s in per_step]
         name = spec.lld.aggregation
@@ -102,10 +101,10 @@ class LLDStages:
         provenance = {**extra,
             "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
             "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
-            "aggregation": spec.lld.aggregation, "method": AGGREGATED, "seed": seed,
+            "aggregation": spec.lld.aggregation, "method": method, "seed": seed,
             "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
         }
-        self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting), method=f"{AGGREGATED}-{spec.lld.aggregation}",
+        self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting, method), method=f"{method}-{spec.lld.aggregation}",
                                weights=dict(zip(corpus.domains, map(float, agg))), provenance=provenance,
                                run_id=pass1[0].id)
         return agg, target.tau

@@ -70,13 +70,14 @@ class Reweighter:
         self.method, self.tau_setting, self.tau, self.prior = method, tau_setting, tau, prior
         self.schedule, self.total_steps, self.gram, self.ridge, self.on_tau = schedule, total_steps, gram, ridge, on_tau
         self.switches = dict(switches or {})
-        self.last_gram: np.ndarray | None = None  # [K, K] the Gram of the last adjusted estimate
+        self.last_gram: np.ndarray | None = None  # [K, K] the Gram the last estimate used (None: it used none)
 
     def wants(self, step: int) -> bool:
         return self.method.iterative and step in self.schedule and step < self.total_steps
 
-    def __call__(self, step: int, lm: LanguageModel, delta: np.ndarray) -> np.ndarray | None:
-        """Weights [K] from Δ = ℓ_target − ℓ_model per domain, or None when this step keeps the mixture."""
+    def __call__(self, step: int, lm: LanguageModel, delta: np.ndarray, current: np.ndarray) -> np.ndarray | None:
+        """Weights [K] from Δ = ℓ_target − ℓ_model per domain (and the weights in force), or None when this
+        step keeps the mixture. The method's behaviour computes them."""
         if step in self.switches:
             return self.switches[step]
         if not self.wants(step):
@@ -84,10 +85,9 @@ class Reweighter:
         if self.tau is None:
             self.tau = mc.resolve_tau(self.tau_setting, delta)
             self.on_tau(self.tau)
-        if self.method.mixture == "adjusted":
-            self.last_gram = self.gram(lm)
-            return mc.adjusted_weights(delta, self.last_gram, self.tau, self.prior, ridge=self.ridge)
-        return mc.lld_weights(delta, self.tau, self.prior)
+        new = self.method.behaviour.reweight(delta, self.tau, self.prior, current, lambda: self.gram(lm), self.ridge)
+        self.last_gram = new.gram
+        return new.weights
 
 
 class Evaluator:
@@ -122,7 +122,7 @@ class Evaluator:
         base_dom = domain_means(scored.loglik, scored.n_tokens, self.ctx.corpus.texts.n_bytes,
                                 self.ctx.corpus.texts.domains, self.ctx.corpus.domains, self.ctx.spec.lld.unit)
         delta = self.target_dom - base_dom
-        new = self.reweighter(step, lm, delta)
+        new = self.reweighter(step, lm, delta, current)
         self.record(step, new if new is not None else current, base_dom, metrics, delta, lm)
         return new
 
@@ -132,7 +132,7 @@ class Evaluator:
         part = score_texts(lm, [texts.texts[i] for i in self.sub])
         base_dom = self._domain_means(part.loglik, part.n_tokens, self.sub)
         delta = self.target_dom_sub - base_dom
-        new = self.reweighter(step, lm, delta)
+        new = self.reweighter(step, lm, delta, current)
         self.record(step, new if new is not None else current, base_dom, {}, delta, lm)
         return new
 
@@ -179,7 +179,7 @@ class Evaluator:
         if self.reweighter.wants(step):
             stored = {f"delta/{d}": float(v) for d, v in zip(domains, delta)}
             if ctx.spec.lld.record_gram:
-                G = self.reweighter.last_gram if run.method.mixture == "adjusted" else self.reweighter.gram(lm)
+                G = self.reweighter.last_gram if self.reweighter.last_gram is not None else self.reweighter.gram(lm)
                 stored.update({f"gram/{i}/{j}": float(G[i, j]) for i in range(len(domains)) for j in range(len(domains))})
             self.engine.store.save_metrics_many(run.run_id, [(step, stored)])
             metrics.update({k: v for k, v in stored.items() if k.startswith("delta/")})

@@ -156,6 +156,8 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in [
 ]}
 
 PAPER = next(n for n, e in ESTIMATORS.items() if e.paper)
+# the estimators whose recipe changes in phases during the run (two-stage): a run trained on one is phased
+PHASED_ESTIMATORS = frozenset(n for n, e in ESTIMATORS.items() if e.phases is not None)
 
 
 def estimate_all(p: Pass1) -> dict[str, np.ndarray]:

@@ -1,8 +1,9 @@
 """What each training method *is*: one registry, read by the spec, the plan, the engine, the report
-and the dashboard (torchtitan's plain-dict style). Adding a method = one entry here + its behaviour
-where the entry's fields send it. Nothing outside this module compares method-name strings.
+and the dashboard (torchtitan's plain-dict style). Adding a method = one entry here, with a behaviour
+(lldmix_core/behaviours/: how it chooses its mixture) of an existing kind or a new module there.
+Nothing outside this module compares method or kind names.
 
-Floor 1: imports nothing of ours, no I/O.
+Floor 1: imports only the pure behaviours (numpy, mathcore), no I/O.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# How a method chooses the training mixture:
-#   "prior"     the LLD prior (uniform unless lld.prior) for the whole run
-#   "recipe"    the spec's lld.recipe for the whole run
-#   "aggregate" the recipe aggregated from its pass 1 (`aggregates`) for the whole run
-#   "lld"       re-weighted at schedule steps: softmax(Δ/τ) + prior   (iterative-LLD)
-#   "adjusted"  re-weighted at schedule steps: softmax(G⁻¹Δ/τ) + prior (adjusted-LLD)
-#   "truth"     the target's own training mixture for the whole run (the oracle: a reference that needs
-#               what a user with a real target does not have)
-Mixture = Literal["prior", "recipe", "aggregate", "lld", "adjusted", "truth"]
+from lldmix_core.behaviours import Adjusted, Aggregate, Behaviour, EmaIterative, Iterative, Prior, Recipe, Truth
+
+# How a method chooses the training mixture (one behaviour object per kind, lldmix_core/behaviours/):
+#   Prior      the LLD prior (uniform unless lld.prior) for the whole run
+#   Recipe     the spec's lld.recipe (or lld.phases) for the whole run
+#   Aggregate  the recipe aggregated from its pass 1 (`aggregates`) for the whole run
+#   Iterative  re-weighted at schedule steps: softmax(Δ/τ) + prior   (iterative-LLD)
+#   Adjusted   re-weighted at schedule steps: softmax(G⁻¹Δ/τ) + prior (adjusted-LLD)
+#   EmaIterative  re-weighted at schedule steps by an exponential moving average of iterative-LLD's weights
+#   Truth      the target's own training mixture for the whole run (the oracle: a reference that needs
+#              what a user with a real target does not have)
+PRIOR, RECIPE, AGGREGATE, ITERATIVE, ADJUSTED, TRUTH = Prior(), Recipe(), Aggregate(), Iterative(), Adjusted(), Truth()
 # Which stored weights stand for the run on the dashboard: the first (a fixed mixture is the same at
 # every step) or the last estimate (a re-weighted run's final mixture).
 Shows = Literal["first", "last"]
@@ -28,7 +32,7 @@ Shows = Literal["first", "last"]
 class MethodDef:
     name: str
     label: str  # for tables and legends
-    mixture: Mixture
+    behaviour: Behaviour  # how it chooses its mixture
     order: int  # execution order for the runs of one seed: pass 1 before pass 2, recipes before users
     table_order: int  # row order in tables, legends and the dashboard
     color: str  # one fixed colour per method on every page and every chart
@@ -43,7 +47,11 @@ class MethodDef:
     @property
     def iterative(self) -> bool:
         """Re-weights during training at the LLD schedule steps."""
-        return self.mixture in ("lld", "adjusted")
+        return self.behaviour.iterative
+
+    @property
+    def kind(self) -> str:
+        return self.behaviour.kind
 
     @property
     def needs_teacher(self) -> bool:
@@ -51,18 +59,19 @@ class MethodDef:
 
 
 def _distill(name: str, objective: str, order: int, color: str) -> MethodDef:
-    return MethodDef(name, name, "prior", order, order, color, distill_objective=objective)
+    return MethodDef(name, name, PRIOR, order, order, color, distill_objective=objective)
 
 
 METHODS: dict[str, MethodDef] = {m.name: m for m in [
-    MethodDef("uniform", "uniform", "prior", 0, 0, "#7f7f7f"),
-    MethodDef("fixed", "fixed recipe", "recipe", 1, 1, "#bcbd22"),
-    MethodDef("iterative-lld", "iterative-LLD", "lld", 2, 2, "#1f77b4", uses_tau=True, shows="last"),
-    MethodDef("adjusted-lld", "adjusted-LLD", "adjusted", 3, 4, "#9467bd", uses_tau=True, shows="last"),
-    MethodDef("aggregated-lld", "aggregated-LLD", "aggregate", 4, 3, "#d62728", uses_tau=True,
+    MethodDef("uniform", "uniform", PRIOR, 0, 0, "#7f7f7f"),
+    MethodDef("fixed", "fixed recipe", RECIPE, 1, 1, "#bcbd22"),
+    MethodDef("iterative-lld", "iterative-LLD", ITERATIVE, 2, 2, "#1f77b4", uses_tau=True, shows="last"),
+    MethodDef("adjusted-lld", "adjusted-LLD", ADJUSTED, 3, 4, "#9467bd", uses_tau=True, shows="last"),
+    MethodDef("aggregated-lld", "aggregated-LLD", AGGREGATE, 4, 3, "#d62728", uses_tau=True,
               aggregates="iterative-lld"),
-    MethodDef("oracle", "oracle (reference)", "truth", 5, 9, "#000080",
+    MethodDef("oracle", "oracle (reference)", TRUTH, 5, 9, "#000080",
               privileged="the target's true training mixture"),
+    MethodDef("ema-lld", "EMA-LLD (β = 0.5)", EmaIterative(beta=0.5), 6, 5, "#17a589", uses_tau=True, shows="last"),
     _distill("distill-kl", "kl", 10, "#2ca02c"),
     _distill("distill-kl+ce", "kl+ce", 11, "#98df8a"),
     _distill("distill-reverse-kl", "reverse-kl", 12, "#17becf"),
@@ -100,19 +109,37 @@ def tau_text(tau_setting) -> str | None:
     return str(tau_setting)
 
 
-def _only(kind: Mixture) -> str:
-    (name,) = [n for n, m in METHODS.items() if m.mixture == kind and not m.needs_teacher]
+def _only(behaviour: Behaviour) -> str:
+    (name,) = [n for n, m in METHODS.items() if m.behaviour is behaviour and not m.needs_teacher]
     return name
 
 
 def baseline_method() -> str:
     """The method every other is paired with: training on the prior mixture (uniform)."""
-    return _only("prior")
+    return _only(PRIOR)
 
 
 def oracle_method() -> str:
     """The method that trains on the target's true mixture (a reference)."""
-    return _only("truth")
+    return _only(TRUTH)
+
+
+def recipe_method() -> str:
+    """The method that trains the spec's own lld.recipe (or lld.phases)."""
+    return _only(RECIPE)
+
+
+def pass1_methods() -> frozenset[str]:
+    """The methods whose runs another method's recipe aggregates (their stored Δ_t feed the estimators)."""
+    return frozenset(m.aggregates for m in METHODS.values() if m.aggregates)
+
+
+PARENT_ROW = "spec"  # runs.method of a spec's parent row (its runs are its children)
+
+
+def is_parent_row(method: str) -> bool:
+    """Is a `runs` row with this method a spec's parent row, not a trained run?"""
+    return method == PARENT_ROW
 
 
 def reference_note(name: str) -> str:
@@ -120,6 +147,13 @@ def reference_note(name: str) -> str:
     in a table, so a result that needs what a user lacks is never read as a recommendation."""
     m = METHODS.get(name)
     return f" (reference: needs {m.privileged})" if m is not None and m.privileged else ""
+
+
+def run_label(method: str, tau_setting, several_taus: bool) -> str:
+    """How a run is named in tables and legends: "aggregated-lld τ=0.1" where a spec has several τ
+    settings and the method has one (its text form, "None"/NaN meaning none), else the method's name."""
+    has_tau = tau_setting is not None and tau_setting == tau_setting and str(tau_setting) != "None"
+    return f"{method} τ={tau_setting}" if several_taus and has_tau else method
 
 
 def color_of(name: str) -> str:

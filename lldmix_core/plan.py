@@ -14,7 +14,7 @@ from pathlib import Path
 from lldmix_core import mathcore as mc
 from lldmix_core.config import Settings, confine_path
 from lldmix_core.errors import UserError
-from lldmix_core.methods import METHODS
+from lldmix_core.methods import METHODS, is_parent_row, run_label
 from lldmix_core.spec import RunSpec
 from lldmix_core.tokenizers import get_tokenizer
 
@@ -123,14 +123,14 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
         t = spec.target.train
         stages.append(("train target", 6 * n * t.steps * (t.batch_size or o.batch_size) * a.block_size))
     for seed, m, tau in run_plan(spec):
-        stages.append((f"{m} seed {seed}" + (f" τ={tau}" if len(spec.lld.taus) > 1 and tau is not None else ""),
+        stages.append((f"{run_label(m, tau, len(spec.lld.taus) > 1)} seed {seed}",
                        train_flops * (4 / 3 if METHODS[m].needs_teacher else 1)))  # + the teacher's forward (2·N per token)
     lines.append(f"  stages ({len(stages)}):")
     for name, flops in stages:
         lines.append(f"    {name:<28} ≈ {_human(flops, 'FLOP')}, peak memory ≈ {_human(mem, 'B')}")
     lines.append(f"  total ≈ {_human(sum(f for _, f in stages), 'FLOP')} (training only; scoring adds ≈ 2·params·tokens per evaluation)")
     if store is not None:
-        done = [r for r in store.list_runs(spec_hash=spec.spec_hash) if r.status == "finished" and r.method != "spec"]
+        done = [r for r in store.list_runs(spec_hash=spec.spec_hash) if r.status == "finished" and not is_parent_row(r.method)]
         lines.append(f"  already in the database: {len(done)} finished run(s) of this spec"
                      + (": " + ", ".join(r.name for r in done) if done else ""))
     return "\n".join(lines)

@@ -13,18 +13,9 @@ from lldmix_core.config import get_settings
 from lldmix_core.db.store import Store
 from lldmix_core.engine import Engine
 from lldmix_core.engine_claims import worker_name
+from lldmix_core.enqueue import checked_spec, enqueue_spec  # noqa: F401 (enqueue_spec: the one way in)
 from lldmix_core.errors import UserError
-from lldmix_core.identity import check_spec_identity
-from lldmix_core.limits import check_plausible
-from lldmix_core.spec import load_spec_text
 from lldmix_core.outcomes import Cancelled
-
-
-def enqueue_spec(store: Store, spec_yaml: str) -> int:
-    spec = load_spec_text(spec_yaml, "spec")  # validated with the same model as runs/*.yaml
-    check_plausible(spec)
-    check_spec_identity(store, spec)
-    return store.enqueue(name=spec.name, spec_yaml=spec_yaml, spec_hash=spec.spec_hash)
 
 
 def run_job(store: Store, job) -> str:
@@ -46,8 +37,7 @@ def run_job(store: Store, job) -> str:
         return checked["stop"]
 
     try:
-        spec = load_spec_text(job.spec_yaml, f"job {job.id}")
-        check_spec_identity(store, spec, f"job {job.id}")
+        spec = checked_spec(store, job.spec_yaml, f"job {job.id}")  # every check again: the queue is a table
         engine = Engine(store, get_settings(), progress=progress, should_stop=should_stop, job_id=job.id, verbose=False)
         engine.run(spec)
     except Cancelled:

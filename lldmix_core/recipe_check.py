@@ -1,5 +1,5 @@
-"""One check shared by every kind of recipe: weights are a distribution over domains (no torch, no
-I/O; imported by recipes, recipes_phased and the store)."""
+"""One check shared by every kind of mixture: weights are a distribution over domains (no torch, no
+I/O; used by the spec's recipes and priors, recipes, recipes_phased and the store's weights and recipes)."""
 
 from __future__ import annotations
 
@@ -17,4 +17,4 @@ def check_weights(weights: dict[str, float], what: str = "recipe") -> None:
             raise UserError(f"{what}: weight of {d!r} must be finite and ≥ 0, got {w}")
     total = sum(weights.values())
     if abs(total - 1.0) > 1e-6:
-        raise UserError(f"{what}: weights sum to {total:.6f}, not 1")
+        raise UserError(f"{what}: weights sum to {total:.6f}, not 1 (not on the simplex)")

@@ -12,12 +12,7 @@ from lldmix_core import provenance
 from lldmix_core.outcomes import SpecOutcome
 from lldmix_core.headroom import format_headroom, stored_seed_pairs, summarise
 from lldmix_core.paired import paired_sampled_difference
-from lldmix_core.methods import METHODS, baseline_method, reference_note
-
-
-
-def run_label(method: str, tau_setting, several_taus: bool) -> str:
-    return f"{method} τ={tau_setting}" if several_taus and tau_setting is not None else method
+from lldmix_core.methods import METHODS, baseline_method, reference_note, run_label
 
 
 def _mean_sd(values: list[float]) -> str:

@@ -79,10 +79,13 @@ def context_starts(n_tokens: int, context: int) -> list[int]:
 
 
 @torch.inference_mode()
-def sample_texts(target: LanguageModel, n: int, n_tokens: int, seed: int, *, batch: int = 256) -> TargetSamples:
+def sample_texts(target: LanguageModel, n: int, n_tokens: int, seed: int, *, batch: int = 256,
+                 kv_cache: bool = True) -> TargetSamples:
     """Draw `n` sequences of `n_tokens` tokens from `target` (ancestral, temperature 1, seeded by
     `seed` through a private torch.Generator on CPU), each token conditioned exactly as the scorer
-    conditions it. Also returns log p_target of each drawn sequence (nats/text), summed while drawing."""
+    conditions it. Also returns log p_target of each drawn sequence (nats/text), summed while drawing.
+    `kv_cache=False` recomputes the whole context for every token (the reference the cache is tested
+    and benchmarked against)."""
     if n < 2 or n_tokens < 1:
         raise ValueError("sample_texts needs n ≥ 2 samples of n_tokens ≥ 1 tokens")
     was_training = target.module.training
@@ -97,7 +100,7 @@ def sample_texts(target: LanguageModel, n: int, n_tokens: int, seed: int, *, bat
             m = min(batch, n - b0)
             seq = torch.full((m, n_tokens + 1), bos, dtype=torch.long)
             lp = torch.zeros(m, dtype=torch.float64)
-            step = _IncrementalHidden(target)
+            step = _IncrementalHidden(target, kv_cache)
             for j in range(1, n_tokens + 1):  # draw seq[:, j] given seq[:, starts[j] : j]
                 h = step(seq, starts[j], j)
                 logprobs = torch.log_softmax(target.logits_from_hidden(h).double(), dim=-1).cpu()
@@ -118,24 +121,43 @@ def sample_texts(target: LanguageModel, n: int, n_tokens: int, seed: int, *, bat
 
 
 class _IncrementalHidden:
-    """Last hidden state [B, d] for context seq[:, start:j]. NanoGPT: a key/value cache, rebuilt by
-    one full forward whenever the window start moves (so every token sees exactly the scorer's
-    context, positions counted from the window start); other models: a full forward each time."""
+    """Last hidden state [B, d] for context seq[:, start:j], with a key/value cache rebuilt by one full
+    forward whenever the window start moves (so every token sees exactly the scorer's context, positions
+    counted from the window start). NanoGPT: lldmix's own cache; Hugging Face models: their
+    `past_key_values`; `kv_cache=False` (or a model without a cache): a full forward each time."""
 
-    def __init__(self, lm: LanguageModel):
+    def __init__(self, lm: LanguageModel, kv_cache: bool = True):
         self.lm = lm
         self.nanogpt = isinstance(lm.module, NanoGPT)
+        self.hf_cache = not self.nanogpt and hasattr(lm.module, "base_model")
+        self.kv_cache = kv_cache
         self.start = -1
         self.cache: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.past = None  # a Hugging Face model's past_key_values for the current window
 
     def __call__(self, seq: torch.Tensor, start: int, j: int) -> torch.Tensor:
         dev = self.lm.device
-        if not self.nanogpt:
+        if not self.kv_cache or not (self.nanogpt or self.hf_cache):
             return self.lm.hidden(seq[:, start:j].to(dev))[:, -1]
+        if not self.nanogpt:
+            return self._hf(seq, start, j)
         if start != self.start:  # new window: full forward over its prefix, fill the cache
             self.start, self.cache = start, []
             return self._forward(seq[:, start:j].to(dev), pos0=0)[:, -1]
         return self._forward(seq[:, j - 1: j].to(dev), pos0=j - 1 - start)[:, -1]
+
+    def _hf(self, seq: torch.Tensor, start: int, j: int) -> torch.Tensor:
+        """The model's own cache: the window's prefix once, then one new token per call (the model counts
+        positions from the cache's length, i.e. from the window start, as the scorer does)."""
+        dev = self.lm.device
+        if start != self.start:
+            self.start, self.past = start, None
+            x = seq[:, start:j]
+        else:
+            x = seq[:, j - 1: j]
+        out = self.lm.module.base_model(input_ids=x.to(dev), past_key_values=self.past, use_cache=True)
+        self.past = out.past_key_values
+        return out.last_hidden_state[:, -1]
 
     def _forward(self, idx: torch.Tensor, pos0: int) -> torch.Tensor:
         m: NanoGPT = self.lm.module

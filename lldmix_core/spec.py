@@ -20,6 +20,7 @@ from lldmix_core.errors import UserError
 from lldmix_core.estimators import ESTIMATORS
 from lldmix_core.limits import MAX_DESCRIPTION_CHARS, MAX_SEED
 from lldmix_core.methods import METHODS as REGISTRY
+from lldmix_core.recipe_check import check_weights
 
 MIXTURE_METHODS = tuple(n for n, m in REGISTRY.items() if not m.needs_teacher)
 DISTILL_METHODS = tuple(n for n, m in REGISTRY.items() if m.needs_teacher)
@@ -187,12 +188,10 @@ def _check_simplex(v):
     # silently, so a typo in a weight cannot change the experiment unnoticed)
     if v is None:
         return v
-    if not v:
-        raise ValueError("give at least one domain weight")
-    if any(not math.isfinite(w) or w < 0 for w in v.values()):
-        raise ValueError("weights must be finite and ≥ 0")
-    if abs(sum(v.values()) - 1.0) > 1e-6:
-        raise ValueError(f"weights sum to {sum(v.values()):.6f}, not 1 (not on the simplex)")
+    try:
+        check_weights(v, "weights")
+    except UserError as e:
+        raise ValueError(str(e).removeprefix("weights: ")) from None
     return v
 
 
@@ -344,17 +343,14 @@ class RunSpec(_Strict):
             raise ValueError("methods: give at least one")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError("methods: listed twice")
-        for m in self.methods:
-            if REGISTRY[m].mixture == "recipe" and not self.lld.recipe and not self.lld.phases:
-                raise ValueError(f"method `{m}` needs lld.recipe (or lld.phases)")
         if self.lld.recipe and self.lld.phases:
             raise ValueError("lld: give recipe or phases, not both")
         if any(REGISTRY[m].needs_teacher for m in self.methods) and self.target.init is not None:
             raise ValueError("distillation needs a target model")
         for m in self.methods:
-            if REGISTRY[m].mixture == "truth" and self.target.train is None:
-                raise ValueError(f"method `{m}` trains on the target's true mixture, which lldmix knows only for a "
-                                 "target it trains (target.train); this target is loaded, its mixture unknown")
+            problem = REGISTRY[m].behaviour.spec_problem(m, self)
+            if problem:
+                raise ValueError(problem)
         if self.base.train is not None and self.base.train.twin:
             raise ValueError("base.train.twin: only a target can be a twin (of each seed's base)")
         if len(set(self.seeds)) != len(self.seeds) or not self.seeds:

@@ -28,6 +28,7 @@ from lldmix_core.config import get_settings
 from lldmix_core.db.store import Store
 from lldmix_core.errors import UserError
 from lldmix_core.estimators import ESTIMATORS
+from lldmix_core.methods import baseline_method, recipe_method
 from lldmix_core.pass1 import pass1_of
 
 
@@ -61,8 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     methods = a.methods.split(",")
-    if "uniform" not in methods or "fixed" not in methods:
-        raise UserError(f"--methods {a.methods}: needs uniform (the paired reference) and fixed (the estimator's recipe)")
+    if baseline_method() not in methods or recipe_method() not in methods:
+        raise UserError(f"--methods {a.methods}: needs {baseline_method()} (the paired reference) and "
+                        f"{recipe_method()} (the estimator's recipe)")
     b = load_benchmark(a.benchmark)
     wanted = a.truths.split(",")
     cell = next((c for c in b.cells if c.name == a.cell), None)

@@ -386,3 +386,46 @@ def test_pass2_chart_draws_each_case_with_its_interval_over_seeds(monkeypatch):
     scale = spec["layer"][0]["encoding"]["color"]["scale"]
     assert dict(zip(scale["domain"], scale["range"])) == {m: color_of(m) for m in ("fixed", "aggregated-lld")}
     assert any(layer["mark"]["type"] == "rule" and layer["encoding"]["x"]["field"] == "x" for layer in spec["layer"])
+
+
+def test_new_run_refuses_an_implausible_spec_with_the_clis_line(app, monkeypatch):
+    """The dashboard enqueues by the CLI's path (lldmix_core/enqueue.py): plausibility included. With the
+    step limit lowered below the form's 20 steps, Start shows the line `lldmix enqueue` prints and queues
+    nothing."""
+    from lldmix_core import limits
+    from lldmix_core.enqueue import checked_spec
+    from lldmix_core.errors import UserError
+
+    import ui_data as data
+
+    at = _page(app, "views/new_run.py")
+    before = len(data.store().list_jobs())
+    monkeypatch.setattr(limits, "MAX_STEPS", 10)
+    at.toggle[0].set_value(True).run()  # "Show as YAML": the exact spec Start would queue
+    spec_yaml = at.code[0].value
+    with pytest.raises(UserError) as cli:
+        checked_spec(data.store(), spec_yaml)
+    at.button(key="start-built").click().run()
+    assert [e.value for e in at.error] == [str(cli.value)]
+    assert str(cli.value) == "spec: training.steps: 20 steps is beyond 10 (pass --yes-i-mean-it to run it anyway)"
+    assert len(data.store().list_jobs()) == before and not at.success
+
+
+def test_the_worker_reapplies_the_checks_to_a_job_queued_around_them(tmp_path, monkeypatch):
+    """A job written into the queue table directly (not through enqueue_spec) is checked again by the
+    worker: an implausible one fails with the plausibility line, before anything is trained."""
+    from lldmix_core import limits
+    from lldmix_core.queue import run_job
+    from conftest import fresh_home
+
+    with fresh_home(tmp_path / "home") as (_, store):
+        text = (Path(APP).parents[1] / "runs" / "smoke.yaml").read_text(encoding="utf-8")
+        from lldmix_core.spec import load_spec_text
+
+        spec = load_spec_text(text, "spec")
+        job_id = store.enqueue(name=spec.name, spec_yaml=text, spec_hash=spec.spec_hash)
+        monkeypatch.setattr(limits, "MAX_STEPS", 1)
+        assert run_job(store, store.get_job(job_id)) == "failed"
+        job = store.get_job(job_id)
+        assert job.error == f"job {job_id}: training.steps: {spec.training.steps:,} steps is beyond 1 (pass --yes-i-mean-it to run it anyway)"
+        assert store.list_runs() == []  # nothing started

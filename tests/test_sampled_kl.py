@@ -116,3 +116,35 @@ def test_across_tokenizers_scores_decoded_text_per_own_tokenizer():
 
     d = (s.logp_target - score_texts(qb, s.texts).loglik) / math.log(2) / T
     np.testing.assert_allclose(est.per_sample, d, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_hf_draws_with_the_models_kv_cache_match_the_full_recompute(tmp_path, arch):
+    """A Hugging Face target draws with its own past_key_values: the same ids and the same log p_target
+    as recomputing the whole context per token, and that log p is what the scorer gives the ids (a
+    context of 16 with 40-token draws: the window moves, so the cache is rebuilt where it starts)."""
+    import transformers
+
+    from lldmix_core.models.hf import load_hf_model
+
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=50257, n_embd=32, n_layer=2, n_head=2, n_positions=16)
+        module = transformers.GPT2LMHeadModel(cfg)
+    else:
+        cfg = transformers.LlamaConfig(vocab_size=50257, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16)
+        module = transformers.LlamaForCausalLM(cfg)
+    with torch.no_grad():  # sharpen the outputs so draws depend on the context
+        for p in module.parameters():
+            if p.dim() > 1:
+                p.mul_(20.0)
+    module.save_pretrained(tmp_path / arch)
+    lm = load_hf_model(tmp_path / arch, tokenizer="gpt2")
+    assert lm.max_context == 16
+    cached = sample_texts(lm, 6, 40, seed=3, batch=3)
+    full = sample_texts(lm, 6, 40, seed=3, batch=3, kv_cache=False)
+    assert cached.ids == full.ids
+    np.testing.assert_allclose(cached.logp_target, full.logp_target, rtol=1e-5)
+    np.testing.assert_allclose(cached.logp_target, score_token_ids(lm, cached.ids).loglik, rtol=1e-4)
+    assert len({tuple(x) for x in cached.ids}) == 6  # draws differ: the test is not trivially passed

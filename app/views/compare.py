@@ -7,12 +7,12 @@ import ui_charts as charts
 import ui_data as data
 from lldmix_core import mathcore as mc
 from lldmix_core.headroom import summarise
-from lldmix_core.methods import METHODS, baseline_method, ordered, reference_note
+from lldmix_core.methods import METHODS, baseline_method, is_parent_row, ordered, reference_note, run_label
 
 st.title("Compare methods")
 v = data.version()
 runs = data.runs(v)
-specs = runs[runs["method"] == "spec"].sort_values("id", ascending=False) if not runs.empty else runs
+specs = runs[runs["method"].map(is_parent_row)].sort_values("id", ascending=False) if not runs.empty else runs
 if specs.empty:
     st.info("No finished specs yet: start one on the New run page.")
     st.stop()
@@ -23,8 +23,7 @@ if all_kl.empty:
     st.info("No evaluations recorded for this spec yet.")
     st.stop()
 several_taus = all_kl["tau"].dropna().nunique() > 1  # the τ settings (text; None where a method has no τ)
-all_kl["label"] = [f"{m} τ={t}" if several_taus and isinstance(t, str) else m
-                   for m, t in zip(all_kl["method"], all_kl["tau"])]
+all_kl["label"] = [run_label(m, t, several_taus) for m, t in zip(all_kl["method"], all_kl["tau"])]
 kl = all_kl[all_kl["estimator"].str.startswith("modelmap")]
 sampled = all_kl[all_kl["estimator"] == "sampled"]
 REFERENCE = baseline_method()  # uniform
@@ -42,9 +41,8 @@ if not sampled.empty:
     for label, r in per.iterrows():
         row = {"method": label, "seeds": int(r["seeds"]), "sampled KL (bits/byte)": round(r["kl"], 4),
                "sd over seeds": r["sd"], "se of one seed's draws": round(r["se"], 4)}
-        p_ = pairs[[lab == label for lab in (pairs["method"] if not several_taus else
-                                             [f"{m} τ={t}" if isinstance(t, str) else m
-                                              for m, t in zip(pairs["method"], pairs["tau"])])]] if not pairs.empty else pairs
+        p_ = pairs[[run_label(m, t, several_taus) == label
+                    for m, t in zip(pairs["method"], pairs["tau"])]] if not pairs.empty else pairs
         if not p_.empty:
             ref = fin[fin["method"] == REFERENCE].set_index("seed")["bits_per_byte"]
             mine = fin[fin["label"] == label].set_index("seed")["bits_per_byte"]

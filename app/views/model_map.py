@@ -8,6 +8,7 @@ import streamlit as st
 
 import ui_charts as charts
 import ui_data as data
+from lldmix_core.methods import is_parent_row
 
 st.title("Model map")
 v = data.version()
@@ -44,7 +45,7 @@ for i, mid in enumerate(ids):
     m = models.loc[mid]
     run_id = int(m["run_id"]) if pd.notna(m["run_id"]) else None
     run = run_by_id.loc[run_id] if run_id is not None and run_id in run_by_id.index else None
-    in_trajectory = run is not None and run["method"] != "spec" and pd.notna(m["step"])
+    in_trajectory = run is not None and not is_parent_row(run["method"]) and pd.notna(m["step"])
     if mid in targets:
         role, series, step_label = "target", "target", "target"
     elif in_trajectory:

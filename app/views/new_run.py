@@ -8,6 +8,7 @@ import yaml
 
 import ui_data as data
 from lldmix_core import mathcore as mc
+from lldmix_core.enqueue import enqueue_spec
 from lldmix_core.errors import UserError
 from lldmix_core.methods import METHODS, ordered
 from lldmix_core.spec import RunSpec, load_spec_text, parse_spec
@@ -19,8 +20,8 @@ RUNS_DIR = Path(__file__).resolve().parents[2] / "runs"
 
 def start(spec_yaml: str) -> None:
     try:
+        job = enqueue_spec(data.store(), spec_yaml)  # the CLI's path: validation, plausibility, identity
         spec = load_spec_text(spec_yaml, "spec")
-        job = data.store().enqueue(name=spec.name, spec_yaml=spec_yaml, spec_hash=spec.spec_hash)
         pid = ensure_worker()
     except UserError as e:
         st.error(str(e))

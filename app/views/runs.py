@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import ui_data as data
+from lldmix_core.methods import is_parent_row
 
 st.title("Runs")
 ACTIVE = ("queued", "running")
@@ -27,7 +28,7 @@ def nothing_computed(job, runs: pd.DataFrame) -> bool:
     job started (the engine re-attaches an already computed spec's parent run to the new job)."""
     if runs.empty:
         return True
-    parents = runs[(runs["job_id"] == job["id"]) & (runs["method"] == "spec")]["id"]
+    parents = runs[(runs["job_id"] == job["id"]) & runs["method"].map(is_parent_row)]["id"]
     children = runs[runs["parent_id"].isin(list(parents))]
     started = _clock(job["started_at"])
     if children.empty or started is None:
@@ -37,7 +38,7 @@ def nothing_computed(job, runs: pd.DataFrame) -> bool:
 
 def queue(jobs: pd.DataFrame, runs: pd.DataFrame) -> None:
     st.subheader("Queue and command-line runs")
-    cli = runs[(runs["method"] == "spec") & runs["job_id"].isna()] if not runs.empty else runs
+    cli = runs[runs["method"].map(is_parent_row) & runs["job_id"].isna()] if not runs.empty else runs
     if jobs.empty and cli.empty:
         st.info("No runs yet. Start one on the **New run** page, or `lldmix enqueue runs/smoke.yaml`.")
         return
@@ -81,7 +82,7 @@ def training_runs(runs: pd.DataFrame) -> None:
     if runs.empty:
         st.write("No training runs in the database yet.")
         return
-    for _, spec in runs[runs["method"] == "spec"].sort_values("id", ascending=False).iterrows():
+    for _, spec in runs[runs["method"].map(is_parent_row)].sort_values("id", ascending=False).iterrows():
         children = runs[runs["parent_id"] == spec["id"]]
         origin = f"job {int(spec['job_id'])}" if pd.notna(spec["job_id"]) else "command line"
         with st.expander(f"{spec['name']} — {spec['status']} — {len(children)} runs ({origin}, spec {spec['spec_hash']})",

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from lldmix_core import mathcore as mc
-from lldmix_core.estimators import CONDITIONING, ESTIMATORS, PAPER, conditioning, estimate_all
+from lldmix_core.estimators import CONDITIONING, ESTIMATORS, PAPER, PHASED_ESTIMATORS, conditioning, estimate_all
 from lldmix_core.benchmark.suite import BenchmarkCell
-from lldmix_core.methods import METHODS
+from lldmix_core.methods import METHODS, baseline_method, is_parent_row, pass1_methods
 from lldmix_core.pass1 import pass1_of
 
-PASS1 = next(n for n, m in METHODS.items() if m.mixture == "lld")  # iterative-LLD: the pass that stores Δ_t
 N_BOOT = 4000  # cluster-bootstrap resamples (seeded: a document regenerates to the same intervals)
 
 
@@ -66,7 +65,7 @@ class LeaderRow:
 
 def _parent(store, spec):
     for r in store.list_runs(spec_hash=spec.spec_hash):
-        if r.method == "spec" and r.parent_id is None:
+        if is_parent_row(r.method) and r.parent_id is None:
             return r
     return None
 
@@ -102,7 +101,7 @@ def collect(store, cells: list[BenchmarkCell]) -> list[PairResult]:
         if parent is None:
             continue
         for run in store.list_runs(parent_id=parent.id):
-            if run.method != PASS1 or run.status != "finished":
+            if run.method not in pass1_methods() or run.status != "finished":  # the runs that store Δ_t
                 continue
             corpus = store.get_corpus(run.corpus_id)
             domains = corpus.domains
@@ -217,6 +216,7 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
 
     out = []
     hashes: dict[int, str] = {}
+    baseline = baseline_method()
 
     def corpus_hash(corpus_id: int | None) -> str | None:  # one lookup per corpus, not per run
         if corpus_id is not None and corpus_id not in hashes:
@@ -237,19 +237,17 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
             if sampled is not None:
                 finals[(run.seed, run.method)] = (run, sampled, mm)
         for (seed, method), (run, s, mm) in sorted(finals.items()):
-            u = finals.get((seed, "uniform"))
-            if u is None or method == "uniform":
+            u = finals.get((seed, baseline))
+            if u is None or method == baseline:
                 continue
             d = paired_sampled_difference(store, s.corpus_id, s.model_id, u[1].model_id)
             if d is None:
                 continue
             w = store.get_weights(run.id)
             ratio = None
-            mixture = METHODS[method].mixture
-            phased = (mixture == "recipe" and bool(c.spec.lld.phases)) or \
-                (mixture == "aggregate" and c.spec.lld.aggregation in ESTIMATORS
-                 and ESTIMATORS[c.spec.lld.aggregation].phases is not None)
-            if mixture in ("recipe", "aggregate") and w and not phased:
+            behaviour = METHODS[method].behaviour
+            phased = behaviour.phased(c.spec, PHASED_ESTIMATORS)
+            if behaviour.fixed_recipe and w and not phased:
                 first = w[min(w)]
                 truth = np.array([c.weights[k] for k in first])
                 ratio = float(mc.recovery_ratio(np.array(list(first.values())), truth))

@@ -3,6 +3,7 @@ each truth's distance from uniform, what is already in the database, and a wall-
 
 from __future__ import annotations
 
+from lldmix_core.methods import is_parent_row
 from lldmix_core.benchmark.suite import BenchmarkCell, BenchmarkSpec, kl_uniform_to, seconds_estimate
 
 # Measured on this project's 2-core CPU machine (scripts/speed check, fp32, batch 16 × 256 bytes):
@@ -25,7 +26,7 @@ def describe_benchmark(b: BenchmarkSpec, cells: list[BenchmarkCell], store=None)
     lines.append("  cells:")
     done_names = set()
     if store is not None:
-        done_names = {r.name for r in store.list_runs() if r.method == "spec" and r.status == "finished"}
+        done_names = {r.name for r in store.list_runs() if is_parent_row(r.method) and r.status == "finished"}
     for c in cells:
         s = c.spec
         a, t = s.arch, s.target.train

@@ -11,7 +11,7 @@ from lldmix_core import mathcore as mc
 from lldmix_core.estimators import ESTIMATORS, PAPER
 from lldmix_core.benchmark.leaderboard import (LeaderRow, PairResult, Pass2Row, by_group, held_out, leaderboard,
                                                skew_label)
-from lldmix_core.methods import oracle_method, reference_note
+from lldmix_core.methods import oracle_method, recipe_method, reference_note
 from lldmix_core.benchmark.suite import BenchmarkCell, BenchmarkSpec, kl_uniform_to
 
 PAPER_RATIO = 0.686 / 0.819  # the paper's §4.2: KL(aggregated ‖ truth) / KL(uniform ‖ truth)
@@ -217,7 +217,7 @@ def render_pass2_file(b: BenchmarkSpec, cells: list[BenchmarkCell], rows: list[P
 
 def render(b: BenchmarkSpec, cells: list[BenchmarkCell], pairs: list[PairResult], command: str,
            p2: list[Pass2Row] | None = None) -> str:
-    if p2 and all("fixed" in c.spec.methods for c in cells if not c.is_reference):
+    if p2 and all(recipe_method() in c.spec.methods for c in cells if not c.is_reference):
         # a pass-2 file (scripts/recovery_pass2.py): its question is the sampled KL; the recovery of its
         # iterative-LLD runs repeats the benchmark's own leaderboard, so it is not shown again
         return render_pass2_file(b, cells, p2, command)

@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lldmix_core.errors import UserError
+from lldmix_core.methods import baseline_method
 from lldmix_core.spec import ArchSpec, RunSpec, _format_error, _NoDuplicatesLoader, parse_spec
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -132,7 +133,7 @@ class BenchmarkSpec(_Strict):
                     raise ValueError(f"cells.{c.name}.truths: unknown {unknown}")
         for key in ("name", "target", "arch", "base", "seeds"):
             for where, d in [("spec", self.spec)] + [(f"cells.{c.name}.spec", c.spec) for c in self.cells]:
-                if key in d and not (key == "seeds" and where == "spec"):
+                if key in d and not (key == "seeds" and d is self.spec):  # seeds: shared, or per cell
                     raise ValueError(f"{where}.{key}: set by the benchmark's cells, not here")
         for t in self.truths:
             for d in list(t.multipliers) + list(t.weights or {}):
@@ -209,7 +210,7 @@ def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
             refs_done[(c.size, target_steps)] = ref_name
             u = {d: 1.0 / len(b.domains) for d in b.domains}
             target = {"train": {"steps": target_steps, "seed": b.target_seed - 1, "weights": u}}
-            ref = {**cell_shared, "methods": ["uniform"], "lld": {}, "kl": {"sampled": {"n_samples": 0}}}
+            ref = {**cell_shared, "methods": [baseline_method()], "lld": {}, "kl": {"sampled": {"n_samples": 0}}}
             out.append(BenchmarkCell(c.name, "reference", u,
                                      _spec(b, ref, f"{c.name}.reference", arch, target, {"init": "random"}, seeds[:1],
                                            "uniform-trained reference target (calibrated Δ)"),

@@ -4,7 +4,6 @@ every run with its last KL in one query, the KL rows under a spec's parent run).
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 from sqlalchemy import and_, delete, func, select, update
@@ -14,6 +13,7 @@ from lldmix_core.db.store.common import Transaction, now, retry_on_conflict, sam
 from lldmix_core.db.store.corpora import domain_ids
 from lldmix_core.db.store.rows import KLRow, RunInfo, RunKLRow
 from lldmix_core.errors import UserError
+from lldmix_core.recipe_check import check_weights
 
 
 class Runs:
@@ -114,8 +114,7 @@ class Runs:
     @retry_on_conflict
     def save_weights(self, run_id: int, step: int, weights: Mapping[str, float], *, tau: float | None, method: str) -> None:
         w = {d: float(v) for d, v in weights.items()}
-        if any(not math.isfinite(v) or v < 0 for v in w.values()) or abs(sum(w.values()) - 1) > 1e-6:
-            raise UserError(f"run {run_id} step {step}: weights are not on the simplex: {w}")
+        check_weights(w, f"run {run_id} step {step}")
         with self.transaction() as s:
             ids = domain_ids(s, w)
             s.execute(delete(S.WeightEstimate).where(S.WeightEstimate.run_id == run_id, S.WeightEstimate.step == step))
@@ -178,8 +177,6 @@ class Runs:
     @retry_on_conflict
     def save_recipe(self, *, name: str, method: str, weights: Mapping[str, float], provenance: dict,
                     run_id: int | None = None) -> int:
-        from lldmix_core.recipes import check_weights
-
         w = {d: float(v) for d, v in weights.items()}
         check_weights(w, f"recipe {name}")
         with self.transaction() as s:
