@@ -32,14 +32,16 @@ from lldmix_core.plan import RunUnit, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core import provenance
-from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, SpecContext, StepLogger
+from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, RunServices, SpecContext, StepLogger
 from lldmix_core.behaviours import MixtureInputs
 from lldmix_core.methods import METHODS, PARENT_ROW, tau_text
 from lldmix_core.outcomes import Cancelled, RunOutcome, SpecOutcome
 from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
 from lldmix_core.noise_floor import seed_pair_kls
+from lldmix_core.run_keys import run_key
 from lldmix_core.spec import RunSpec, content_hash
+from lldmix_core.stopwatch import Stopwatch
 
 from lldmix_core.tokenizers import get_tokenizer, refuse_custom_code
 from lldmix_core.tracking import NullTracker, flush_before_checkpoint, make_tracker
@@ -58,7 +60,7 @@ class Engine:
         self.verbose = verbose
         self.tracker: NullTracker = NullTracker()
         self.claims = StageClaims(store, self.log, should_stop)  # one worker per stage
-        self.lld = LLDStages(store, self._run_key)  # Gram matrix, aggregated recipes
+        self.lld = LLDStages(store)  # Gram matrix, aggregated recipes
         self._downstream_target: dict[str, float] | None = None
         self.models = ModelStages(store, settings, self.claims, self.log, self.progress, should_stop)  # target, bases
 
@@ -101,6 +103,7 @@ class Engine:
             self._note_other_versions(parent_id)
             self._total_steps = sum(spec.training.steps for _ in plan)
             self._done_steps = 0
+            self.clock = Stopwatch()  # where this spec's training time went, summed over the runs trained now
             for unit in plan:
                 ctx = self._context(spec, corpus, parent_id, mlflow_parent, prov, unit.seed, contexts, out)
                 outcome = self._run_unit(ctx, unit)
@@ -110,6 +113,8 @@ class Engine:
             if self.twin(spec):
                 out.target_name = f"{len(contexts)} twin target(s), one per seed"
             self._seed_pairs(spec, out)
+            if self.clock.seconds:
+                self.log(f"time of the runs trained now (wall seconds): {self.clock.line()}")
             self.store.finish_run(parent_id, status="finished")
             self.tracker.end(mlflow_parent)
         except BaseException as e:
@@ -259,13 +264,8 @@ class Engine:
         return self._outcome(self.store.get_run_by_key(key).id, unit, skipped=True)
 
     def _run_key(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, target_id: int) -> str:
-        """The content key of one run (spec, seed, method, τ setting, target, corpus, numerics version)."""
-        # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content.
-        # The numerics version keys too: results of code whose numbers differ are never reused.
-        return content_hash({"spec_hash": spec.spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
-                             "target": target_id, "corpus": corpus.info.content_hash, "numerics": NUMERICS_VERSION,
-                             # v2: the student normalised over its padded rows (runs of v1 are not reused)
-                             **({"distill_loss": 2} if METHODS[method].needs_teacher else {})})
+        """The content key of one run (run_keys.run_key: spec, seed, method, τ setting, target, corpus, numerics)."""
+        return run_key(spec.spec_hash, corpus.info.content_hash, seed, method, tau_setting, target_id)
 
     def _train_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str, claim: str) -> RunOutcome:
         """Open the run, build the student (and teacher), train with an Evaluator, close the run."""
@@ -273,11 +273,16 @@ class Engine:
         lm, loss_fn, base_id = self._build_student(ctx, unit)
         done_before = self._done_steps
         try:
-            self._train_student(ctx, run, lm, loss_fn, key, claim, done_before)
+            with run.clock.part("training"):  # the evaluation and logging inside are charged to their own parts
+                self._train_student(ctx, run, lm, loss_fn, key, claim, done_before)
         except BaseException as e:
             self.store.finish_run(run.run_id, status=_failed_status(e), error=str(e)[:2000])
             self.tracker.end(run.mlflow_id, _mlflow_status(e))
             raise
+        self.log(f"  time: {run.clock.line()}")
+        self.tracker.log_metrics(run.mlflow_id, {f"time_s/{k}": v for k, v in run.clock.seconds.items()},
+                                 ctx.spec.training.steps)
+        self.clock.add(run.clock)
         self._close_run(ctx, run, lm, base_id)
         self._done_steps = done_before + ctx.spec.training.steps
         return self._outcome(run.run_id, unit)
@@ -378,8 +383,10 @@ class Engine:
         reweighter = Reweighter(run.method, unit.tau_setting, run.tau, ctx.prior, set(mc.lld_schedule(steps)), steps,
                                 lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge, on_tau, run.switches)
         sub = subsample(ctx.corpus, spec.lld.estimate_texts_per_domain, unit.seed) if run.method.iterative else None
-        evaluator = Evaluator(self, ctx, run, reweighter, sub, done_before)
-        on_step = StepLogger(self, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint)
+        services = RunServices(self.store, self.tracker, self.log, self.progress, self.fraction, self.heartbeat,
+                               self.samples_for)
+        evaluator = Evaluator(services, ctx, run, reweighter, sub, done_before)
+        on_step = StepLogger(services, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint)
         distill = {"teacher": self.models.recipes["target"], "objective": run.method.distill_objective,
                    "params": dict(spec.distill.params)} if run.method.needs_teacher else {}
         self.models.train(self.models.recipes["base"], lm, ctx.corpus, self.models.train_config(spec, steps, unit.seed), run.weights,

@@ -17,16 +17,17 @@ from lldmix_core.models import LanguageModel
 from lldmix_core.pass1 import pass1_of
 from lldmix_core.plan import is_inf
 from lldmix_core.prepare import PreparedCorpus, mixture
+from lldmix_core.run_keys import run_key
 from lldmix_core.spec import RunSpec
 from lldmix_core.train import lm_loss
 
 
 class LLDStages:
     """The LLD stages the engine calls: the domain Gram matrix, and the aggregated recipe from a pass 1
-    found by its run key (`run_key(spec, corpus, seed, method, tau_setting, target_id)`)."""
+    found by its run key (run_keys.run_key)."""
 
-    def __init__(self, store, run_key):
-        self.store, self.run_key = store, run_key
+    def __init__(self, store):
+        self.store = store
 
     def gram(self, spec: RunSpec, lm: LanguageModel, corpus: PreparedCorpus) -> np.ndarray:
         """Domain Gram matrix on a few evaluation texts per domain (their tokens cut into context windows)."""
@@ -72,7 +73,8 @@ class LLDStages:
                                                "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
             return prior, math.inf
         pass1_method = METHODS[method].aggregates
-        found = self.store.get_run_by_key(self.run_key(spec, corpus, seed, pass1_method, tau_setting, target_id))
+        found = self.store.get_run_by_key(run_key(spec.spec_hash, corpus.info.content_hash, seed, pass1_method,
+                                                  tau_setting, target_id))
         pass1 = [found] if found is not None and found.status == "finished" else []
         if not pass1:
             raise UserError(f"{method} needs a finished {pass1_method} run (pass 1) with the same seed")

@@ -25,6 +25,7 @@ from lldmix_core.prepare import PreparedCorpus
 from lldmix_core.sampled_eval import SampleSet, sampled_kl_of
 from lldmix_core.scoring import score_texts
 from lldmix_core.spec import RunSpec
+from lldmix_core.stopwatch import Stopwatch
 
 
 @dataclass
@@ -42,6 +43,20 @@ class SpecContext:
     truth: np.ndarray | None = None  # [K] the target's training mixture, when lldmix trained it (the oracle's)
 
 
+@dataclass(frozen=True)
+class RunServices:
+    """What a run's parts (Evaluator, StepLogger) use, handed to them explicitly by the engine: they never
+    hold the engine itself."""
+
+    store: object  # db.store.Store
+    tracker: object  # tracking.Tracker (MLflow or the null tracker)
+    log: Callable[[str], None]  # a line for the user (printed when verbose)
+    progress: Callable[[float, str], None]  # (fraction of the spec done, message): the job's progress
+    fraction: Callable[[int], float]  # steps done in the spec → fraction of the spec
+    heartbeat: Callable[[str], None]  # keep this run's stage claim alive
+    samples_for: Callable[["SpecContext", int], SampleSet]  # the draws from the target for a seed (made once)
+
+
 @dataclass
 class RunHandle:
     """What an open run is known by: its row, its MLflow run, its name and the steps it evaluates."""
@@ -57,6 +72,7 @@ class RunHandle:
     sampled_steps: set[int]
     eval_steps: list[int]
     switches: dict[int, np.ndarray] = field(default_factory=dict)  # a phased recipe: step -> weights [K] from then on
+    clock: Stopwatch = field(default_factory=Stopwatch)  # where the run's time goes (printed when it closes)
 
 
 class Reweighter:
@@ -95,9 +111,9 @@ class Evaluator:
     weights (iterative methods at schedule steps) or None. At KL steps: registers the checkpoint,
     stores the model-map KL (and at sampled steps the sampled KL), the weights and the metrics."""
 
-    def __init__(self, engine, ctx: SpecContext, run: RunHandle, reweighter: Reweighter,
+    def __init__(self, services: RunServices, ctx: SpecContext, run: RunHandle, reweighter: Reweighter,
                  subsample: np.ndarray | None, done_before: int):
-        self.engine, self.ctx, self.run, self.reweighter = engine, ctx, run, reweighter
+        self.services, self.ctx, self.run, self.reweighter = services, ctx, run, reweighter
         self.sub, self.done_before = subsample, done_before
         unit = ctx.spec.lld.unit
         t, texts = ctx.target_scores, ctx.corpus.texts
@@ -111,34 +127,41 @@ class Evaluator:
                             self.ctx.corpus.domains, self.ctx.spec.lld.unit)
 
     def __call__(self, step: int, lm: LanguageModel, current: np.ndarray) -> np.ndarray | None:
-        self.engine.progress(self.engine.fraction(self.done_before + step), f"{self.run.name}: evaluating step {step}")
+        self.services.progress(self.services.fraction(self.done_before + step), f"{self.run.name}: evaluating step {step}")
         if self.sub is not None and step not in self.run.kl_steps:
             return self.estimate_only(step, lm, current)
-        model_id = register_model(self.engine.store, lm, f"{self.run.name}@{step}", source=f"run:{self.run.run_id}",
-                                  run_id=self.run.run_id, step=step)
-        metrics, scored = self.model_map(step, model_id, lm)
+        clock = self.run.clock
+        with clock.part("model map"):
+            model_id = register_model(self.services.store, lm, f"{self.run.name}@{step}", source=f"run:{self.run.run_id}",
+                                      run_id=self.run.run_id, step=step)
+            metrics, scored = self.model_map(step, model_id, lm)
         if step in self.run.sampled_steps:
-            metrics.update(self.sampled(step, model_id, lm))
+            with clock.part("sampled KL"):
+                metrics.update(self.sampled(step, model_id, lm))
         base_dom = domain_means(scored.loglik, scored.n_tokens, self.ctx.corpus.texts.n_bytes,
                                 self.ctx.corpus.texts.domains, self.ctx.corpus.domains, self.ctx.spec.lld.unit)
         delta = self.target_dom - base_dom
-        new = self.reweighter(step, lm, delta, current)
-        self.record(step, new if new is not None else current, base_dom, metrics, delta, lm)
+        with clock.part("Δ estimates"):
+            new = self.reweighter(step, lm, delta, current)
+        with clock.part("store + MLflow"):
+            self.record(step, new if new is not None else current, base_dom, metrics, delta, lm)
         return new
 
     def estimate_only(self, step: int, lm: LanguageModel, current: np.ndarray) -> np.ndarray | None:
         """Δ on the seeded subsample only (a schedule step where no KL is measured)."""
         texts = self.ctx.corpus.texts
-        part = score_texts(lm, [texts.texts[i] for i in self.sub])
-        base_dom = self._domain_means(part.loglik, part.n_tokens, self.sub)
-        delta = self.target_dom_sub - base_dom
-        new = self.reweighter(step, lm, delta, current)
-        self.record(step, new if new is not None else current, base_dom, {}, delta, lm)
+        with self.run.clock.part("Δ estimates"):
+            part = score_texts(lm, [texts.texts[i] for i in self.sub])
+            base_dom = self._domain_means(part.loglik, part.n_tokens, self.sub)
+            delta = self.target_dom_sub - base_dom
+            new = self.reweighter(step, lm, delta, current)
+        with self.run.clock.part("store + MLflow"):
+            self.record(step, new if new is not None else current, base_dom, {}, delta, lm)
         return new
 
     def model_map(self, step: int, model_id: int, lm: LanguageModel) -> tuple[dict, ScoredModel]:
         """The model map's KL estimate over the evaluation corpus, and the log-likelihood gap."""
-        ctx, store = self.ctx, self.engine.store
+        ctx, store = self.ctx, self.services.store
         texts, target_ll = ctx.corpus.texts, ctx.target_scores.loglik
         scored = score_model(store, lm, model_id, ctx.corpus.info.id, texts)
         kl = mc.kl_pair(scored.loglik, target_ll, clip=ctx.spec.kl.clip)
@@ -148,20 +171,20 @@ class Evaluator:
         store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
                       corpus_id=ctx.corpus.info.id, nats_per_text=float(kl), bits_per_byte=kl_bpb,
                       gap_bits_per_byte=gap, estimator=estimator)
-        self.engine.log(f"  step {step:>6}: model-map KL to target {kl:10.3f} nats/text = {kl_bpb:8.4f} bits/byte, "
+        self.services.log(f"  step {step:>6}: model-map KL to target {kl:10.3f} nats/text = {kl_bpb:8.4f} bits/byte, "
                         f"gap {gap:+.4f} bits/byte")
         return {"kl_nats_per_text": kl, "kl_bits_per_byte": kl_bpb, "gap_bits_per_byte": gap}, scored
 
     def sampled(self, step: int, model_id: int, lm: LanguageModel) -> dict:
         """KL(target ‖ model) on texts drawn from the target (the same draws for every run of the seed)."""
         ctx = self.ctx
-        sset = self.engine.samples_for(ctx, self.run.unit.seed)
-        res = sampled_kl_of(self.engine.store, sset, ctx.target_lm, lm, model_id)
-        self.engine.store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
+        sset = self.services.samples_for(ctx, self.run.unit.seed)
+        res = sampled_kl_of(self.services.store, sset, ctx.target_lm, lm, model_id)
+        self.services.store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
                                   corpus_id=sset.corpus_id, nats_per_text=res.nats_per_text, bits_per_byte=res.bits_per_byte,
                                   gap_bits_per_byte=None, estimator="sampled", stderr_bits_per_byte=res.stderr_bits_per_byte,
                                   n_samples=res.n_samples)
-        self.engine.log(f"  step {step:>6}: sampled KL to target {res.bits_per_byte:.4f} ± {res.stderr_bits_per_byte:.4f} "
+        self.services.log(f"  step {step:>6}: sampled KL to target {res.bits_per_byte:.4f} ± {res.stderr_bits_per_byte:.4f} "
                         f"bits/byte ({res.n_samples} draws)")
         return {"sampled_kl_bits_per_byte": res.bits_per_byte, "sampled_kl_se_bits_per_byte": res.stderr_bits_per_byte}
 
@@ -172,43 +195,50 @@ class Evaluator:
         run_metrics: the benchmark's estimator variants are functions of them (lldmix_core/estimators.py)."""
         ctx, run = self.ctx, self.run
         domains = ctx.corpus.domains
-        self.engine.store.save_weights(run.run_id, step, dict(zip(domains, map(float, used))),
+        self.services.store.save_weights(run.run_id, step, dict(zip(domains, map(float, used))),
                                        tau=self.reweighter.tau, method=run.unit.method)
         metrics = {**metrics, **{f"weight/{d}": float(w) for d, w in zip(domains, used)},
                    **{f"loglik_per_{ctx.spec.lld.unit}/{d}": float(v) for d, v in zip(domains, base_dom)}}
         if self.reweighter.wants(step):
             stored = {f"delta/{d}": float(v) for d, v in zip(domains, delta)}
             if ctx.spec.lld.record_gram:
-                G = self.reweighter.last_gram if self.reweighter.last_gram is not None else self.reweighter.gram(lm)
+                G = self.reweighter.last_gram
+                if G is None:  # (lld.record_gram on a plain LLD run: the Gram is an estimate's cost, not logging)
+                    with run.clock.part("Δ estimates"):
+                        G = self.reweighter.gram(lm)
                 stored.update({f"gram/{i}/{j}": float(G[i, j]) for i in range(len(domains)) for j in range(len(domains))})
-            self.engine.store.save_metrics_many(run.run_id, [(step, stored)])
+            self.services.store.save_metrics_many(run.run_id, [(step, stored)])
             metrics.update({k: v for k, v in stored.items() if k.startswith("delta/")})
-        self.engine.tracker.log_metrics(run.mlflow_id, metrics, step)
+        self.services.tracker.log_metrics(run.mlflow_id, metrics, step)
 
 
 class StepLogger:
     """Training loss and learning rate per step, to the store and MLflow in batches (flushed before
     every checkpoint, so a resumed run's history has no gap)."""
 
-    def __init__(self, engine, run: RunHandle, claim: str, total_steps: int, checkpoint_every: int, done_before: int,
-                 flush_before_checkpoint: Callable[[int, int], bool]):
-        self.engine, self.run, self.claim = engine, run, claim
+    def __init__(self, services: RunServices, run: RunHandle, claim: str, total_steps: int, checkpoint_every: int,
+                 done_before: int, flush_before_checkpoint: Callable[[int, int], bool]):
+        self.services, self.run, self.claim = services, run, claim
         self.total_steps, self.checkpoint_every, self.done_before = total_steps, checkpoint_every, done_before
         self.flush_before_checkpoint = flush_before_checkpoint
         self.pending: list[tuple[int, float, float]] = []
 
     def __call__(self, step: int, loss: float, lr: float, domain: str) -> None:
-        self.engine.heartbeat(self.claim)
+        self.services.heartbeat(self.claim)
         self.pending.append((step, loss, lr))
         if (len(self.pending) >= 25 or step + 1 == self.total_steps
                 or self.flush_before_checkpoint(step, self.checkpoint_every)):
             self.flush()
-            self.engine.progress(self.engine.fraction(self.done_before + step + 1),
+            self.services.progress(self.services.fraction(self.done_before + step + 1),
                                  f"{self.run.name}: step {step + 1}/{self.total_steps}")
 
     def flush(self) -> None:
+        with self.run.clock.part("store + MLflow"):
+            self._flush()
+
+    def _flush(self) -> None:
         for s, loss, lr in self.pending:
-            self.engine.tracker.log_metrics(self.run.mlflow_id, {"train_loss": loss, "lr": lr}, s)
-        self.engine.store.save_metrics_many(self.run.run_id, [(s, {"train_loss": loss, "lr": lr})
+            self.services.tracker.log_metrics(self.run.mlflow_id, {"train_loss": loss, "lr": lr}, s)
+        self.services.store.save_metrics_many(self.run.run_id, [(s, {"train_loss": loss, "lr": lr})
                                                                for s, loss, lr in self.pending])
         self.pending.clear()
