@@ -379,7 +379,8 @@ class Engine:
                                 lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge, on_tau, run.switches)
         sub = subsample(ctx.corpus, spec.lld.estimate_texts_per_domain, unit.seed) if run.method.iterative else None
         evaluator = Evaluator(self, ctx, run, reweighter, sub, done_before)
-        on_step = StepLogger(self, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint)
+        on_step = StepLogger(self, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint,
+                             ctx.corpus.domains, spec.training.batch_size * spec.training.grad_accum * spec.arch.block_size)
         distill = {"teacher": self.models.recipes["target"], "objective": run.method.distill_objective,
                    "params": dict(spec.distill.params)} if run.method.needs_teacher else {}
         self.models.train(self.models.recipes["base"], lm, ctx.corpus, self.models.train_config(spec, steps, unit.seed), run.weights,
