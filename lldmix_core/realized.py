@@ -108,12 +108,40 @@ def realized_of(store, run_id: int) -> RealizedMix | None:
 
 
 def format_realized(label: str, mix: RealizedMix) -> list[str]:
-    """Plain-text lines: intended vs realized share per domain (%), tokens, and the TV distance."""
-    lines = [f"  {label}: TV(intended, realized) = {100 * mix.tv:.1f} % of tokens over {mix.total_steps} steps, "
-             f"{mix.tokens.sum():,.0f} tokens"]
-    for d, i, r, t in zip(mix.domains, mix.intended, mix.realized, mix.tokens):
-        lines.append(f"    {d:<16} intended {100 * i:5.1f} %  realized {100 * r:5.1f} %  ({t:,.0f} tokens)")
+    """Plain-text lines for the end-of-run report: the TV (% of tokens), the tokens trained, the domain
+    farthest from its intended share and, for a phased recipe, each phase's TV."""
+    lines = [f"  {label:<26} TV {100 * mix.tv:5.1f} % of {mix.tokens.sum():,.0f} tokens; largest gap {largest_gap(mix)}"]
     for n, p in enumerate(mix.phases):
-        lines.append(f"    phase {n} (steps {p.first_step}–{p.end_step - 1}): TV = "
+        lines.append(f"    phase {n} (steps {p.first_step}–{p.end_step - 1}): TV "
                      f"{100 * mc.total_variation(p.intended, p.realized):.1f} % of its {p.tokens.sum():,.0f} tokens")
     return lines
+
+
+def realized_rows(store, runs) -> list[tuple[object, RealizedMix]]:
+    """(run outcome, its RealizedMix) for each of `runs` (anything with run_id) that stored realized totals."""
+    out = []
+    for r in runs:
+        mix = realized_of(store, r.run_id)
+        if mix is not None:
+            out.append((r, mix))
+    return out
+
+
+def largest_gap(mix: RealizedMix) -> str:
+    """The domain whose realized share is farthest from its intended one, as 'Domain 12.5 % → 20.0 %'."""
+    k = int(np.argmax(np.abs(mix.realized - mix.intended)))
+    return f"{mix.domains[k]} {100 * mix.intended[k]:.1f} % → {100 * mix.realized[k]:.1f} %"
+
+
+def realized_markdown(rows: list[tuple[object, RealizedMix]]) -> list[str]:
+    """`lldmix results`' section: per run the TV between intended and realized token shares."""
+    if not rows:
+        return []
+    table = ["| method | seed | TV (% of tokens) | tokens trained | largest gap (intended → realized share) |",
+             "|---|---|---|---|---|"]
+    for r, mix in rows:
+        table.append(f"| {r.method} | {r.seed} | {100 * mix.tv:.1f} | {mix.tokens.sum():,.0f} | {largest_gap(mix)} |")
+    return ["## Intended vs realized weights", "",
+            "The trainer draws one domain per step and trains the whole batch on it, so the share of tokens each "
+            "domain got is a count of draws. Intended = the weights in force averaged over the steps; TV = ½ Σ |intended "
+            "− realized| over domains, as a share of the run's tokens.", "", *table, ""]

@@ -9,6 +9,7 @@ tokens = rows × block_size. Mutations seen to fail: counting only the steps of 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def _run(tmp_path_factory, name, fault_at=None):
                 finally:
                     faults._armed.pop("train_step", None)
             outcome = engine_mod.Engine(store, settings, verbose=False).run(spec)
-            return store, outcome, drawn
+            return store, outcome, drawn, home
     finally:
         DomainStreams.get_batch = real
 
@@ -89,7 +90,7 @@ def _tokens(store, run_id):
 def test_realized_tokens_are_the_batches_drawn(plain):
     from lldmix_core.realized import realized_of
 
-    store, outcome, drawn = plain
+    store, outcome, drawn, _ = plain
     student = [d for b, d in drawn if b == 3]  # every batch: the target's 4 steps, then each run's 8
     runs = {r.method: r for r in outcome.runs}
     assert len(student) == 4 + 8 + 8
@@ -110,10 +111,46 @@ def test_realized_tokens_are_the_batches_drawn(plain):
 
 
 def test_a_resumed_run_counts_every_step(plain, tmp_path_factory):
-    store, outcome, _ = plain
+    store, outcome, _, _ = plain
     # fail at the 4 + 4 + 3 = 11th step: the fixed run's step 6, after its checkpoint at step 4
-    store2, outcome2, _ = _run(tmp_path_factory, "resumed", fault_at=11)
+    store2, outcome2, _, _ = _run(tmp_path_factory, "resumed", fault_at=11)
     for a, b in zip(sorted(outcome.runs, key=lambda r: r.method), sorted(outcome2.runs, key=lambda r: r.method)):
         ta, tb = _tokens(store, a.run_id), _tokens(store2, b.run_id)
         assert ta and ta == tb
         assert sum(v for key, v in tb.items() if key.count("/") == 1) == 8 * 96
+
+
+def test_report_and_results_show_intended_vs_realized(plain):
+    from lldmix_core.realized import realized_of
+    from lldmix_core.report import format_report
+    from lldmix_core.results_doc import render_results
+
+    store, outcome, _, _ = plain
+    text = format_report(outcome, "db", "mlflow", store=store)
+    doc = render_results(outcome, store, command="lldmix results x", spec_description="x.", pairs=[], trajectories=[])
+    for r in outcome.runs:
+        tv = 100 * realized_of(store, r.run_id).tv
+        assert f"TV {tv:5.1f} % of 768 tokens" in text
+        assert f"| {r.method} | {r.seed} | {tv:.1f} | 768 |" in doc
+    assert "phase 1 (steps 4–7)" in text
+
+
+def test_compare_page_shows_tv_per_method(plain, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from lldmix_core.realized import realized_of
+
+    store, outcome, _, home = plain
+    monkeypatch.setenv("LLDMIX_HOME", str(home))
+    monkeypatch.delenv("LLDMIX_DB_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/compare.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(df.value for df in at.dataframe if "TV (% of tokens)" in df.value.columns)
+    expected = {r.method: round(100 * realized_of(store, r.run_id).tv, 1) for r in outcome.runs}
+    assert dict(zip(table["method"], table["TV (% of tokens)"])) == expected
+    per_domain = next(df.value for df in at.dataframe if "realized (%)" in df.value.columns)
+    assert per_domain["realized (%)"].sum() == pytest.approx(100, abs=0.05)
