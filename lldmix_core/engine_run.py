@@ -22,7 +22,7 @@ from lldmix_core.methods import MethodDef
 from lldmix_core.models import LanguageModel
 from lldmix_core.plan import RunUnit
 from lldmix_core.prepare import PreparedCorpus
-from lldmix_core.realized import DOMAIN_KEY, totals_as_metrics, totals_from_history
+from lldmix_core.realized import DOMAIN_KEY, UNIQUE_PREFIX, totals_as_metrics, totals_from_history
 from lldmix_core.sampled_eval import SampleSet, sampled_kl_of
 from lldmix_core.scoring import score_texts
 from lldmix_core.spec import RunSpec
@@ -194,11 +194,12 @@ class StepLogger:
 
     def __init__(self, engine, run: RunHandle, claim: str, total_steps: int, checkpoint_every: int, done_before: int,
                  flush_before_checkpoint: Callable[[int, int], bool], domains: tuple[str, ...] = (),
-                 tokens_per_step: int = 0):
+                 tokens_per_step: int = 0, unique_tokens: dict[str, int] | None = None):
         self.engine, self.run, self.claim = engine, run, claim
         self.total_steps, self.checkpoint_every, self.done_before = total_steps, checkpoint_every, done_before
         self.flush_before_checkpoint = flush_before_checkpoint
         self.domains, self.tokens_per_step = tuple(domains), tokens_per_step
+        self.unique_tokens = dict(unique_tokens or {})  # {domain: unique training tokens}, stored beside the totals
         self.pending: list[tuple[int, float, float, str]] = []
 
     def __call__(self, step: int, loss: float, lr: float, domain: str) -> None:
@@ -233,6 +234,7 @@ class StepLogger:
         if totals is None:
             self.engine.log(f"{self.run.name}: the stored domain history has gaps; realized weights not recorded")
             return
-        metrics = totals_as_metrics(totals, self.domains)
+        metrics = {**totals_as_metrics(totals, self.domains),
+                   **{f"{UNIQUE_PREFIX}{d}": float(n) for d, n in self.unique_tokens.items()}}
         self.engine.store.save_metrics_many(self.run.run_id, [(self.total_steps, metrics)])
         self.engine.tracker.log_metrics(self.run.mlflow_id, metrics, self.total_steps)

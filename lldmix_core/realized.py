@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lldmix_core import mathcore as mc
+from lldmix_core.repetition import repetition_warning
 
 DOMAIN_KEY = "train_domain_index"  # per step: index of the drawn domain in the run's sorted domains
 TOKENS_PREFIX = "realized_tokens/"
+UNIQUE_PREFIX = "unique_tokens/"  # at the last step: the domain's unique training tokens (for epochs)
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,16 @@ class RealizedMix:
     intended: np.ndarray  # [K] expected token share: weights in force averaged over the steps
     tokens: np.ndarray  # [K] tokens trained per domain
     phases: list[PhaseRealized] = field(default_factory=list)
+    unique_tokens: np.ndarray | None = None  # [K] unique training tokens per domain (None: not stored)
 
     @property
     def realized(self) -> np.ndarray:
         return self.tokens / self.tokens.sum()
+
+    @property
+    def epochs(self) -> np.ndarray | None:
+        """[K] epochs trained per domain: realized tokens / unique tokens (None when unique tokens are unknown)."""
+        return None if self.unique_tokens is None else mc.implied_epochs(self.realized, self.tokens.sum(), self.unique_tokens)
 
     @property
     def tv(self) -> float:
@@ -82,7 +90,9 @@ def totals_as_metrics(totals: dict[str, np.ndarray], domains) -> dict[str, float
 def realized_of(store, run_id: int) -> RealizedMix | None:
     """The run's intended and realized shares from the store, or None when it stored no totals (a run
     made before they were recorded, or one still training)."""
-    rows = [m for m in store.get_metrics(run_id) if m["key"].startswith(TOKENS_PREFIX)]
+    metrics = store.get_metrics(run_id)
+    rows = [m for m in metrics if m["key"].startswith(TOKENS_PREFIX)]
+    unique = {m["key"][len(UNIQUE_PREFIX):]: m["value"] for m in metrics if m["key"].startswith(UNIQUE_PREFIX)}
     if not rows:
         return None
     total_steps = max(m["step"] for m in rows)
@@ -104,13 +114,19 @@ def realized_of(store, run_id: int) -> RealizedMix | None:
             for i, (a, b) in enumerate(zip(changes, ends)):
                 t = np.array([next(m["value"] for m in rows if m["key"] == f"{TOKENS_PREFIX}phase{i}/{d}") for d in domains])
                 phases.append(PhaseRealized(a, b, by_step[a], t))
-    return RealizedMix(run_id, domains, total_steps, intended, np.array([whole[d] for d in domains]), phases)
+    return RealizedMix(run_id, domains, total_steps, intended, np.array([whole[d] for d in domains]), phases,
+                       np.array([unique[d] for d in domains]) if set(unique) >= set(domains) else None)
 
 
 def format_realized(label: str, mix: RealizedMix) -> list[str]:
     """Plain-text lines for the end-of-run report: the TV (% of tokens), the tokens trained, the domain
     farthest from its intended share and, for a phased recipe, each phase's TV."""
     lines = [f"  {label:<26} TV {100 * mix.tv:5.1f} % of {mix.tokens.sum():,.0f} tokens; largest gap {largest_gap(mix)}"]
+    if mix.unique_tokens is not None:
+        warning = repetition_warning(dict(zip(mix.domains, map(float, mix.realized))), float(mix.tokens.sum()),
+                                     dict(zip(mix.domains, map(int, mix.unique_tokens))))
+        if warning:
+            lines.append(f"    {warning.replace('this recipe repeats', 'this run repeated')}")
     for n, p in enumerate(mix.phases):
         lines.append(f"    phase {n} (steps {p.first_step}–{p.end_step - 1}): TV "
                      f"{100 * mc.total_variation(p.intended, p.realized):.1f} % of its {p.tokens.sum():,.0f} tokens")

@@ -1,0 +1,99 @@
+"""Repetition accounting and the epoch cap: closed forms for the water-filling cap, the warning line, the
+spec option (hash kept when unset, one-line errors), the export's warning and provenance, and a run whose
+fixed recipe the engine capped before training.
+
+Mutations seen to fail: one clipping pass instead of repeating (two-round closed form), dropping
+`max_epochs` from the hash exclusion (hash test), render without the comment (export test), the engine
+training the uncapped recipe (engine test).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from lldmix_core import mathcore as mc
+from lldmix_core.errors import UserError
+from lldmix_core.repetition import cap_recipe, repetition_warning, with_repetition
+
+
+def test_cap_one_round_closed_form():
+    # caps c = 2 × [100, 1000, 1000] / 1000 = [0.2, 2, 2]: domain 0 clipped to 0.2, its 0.3 spread 3:2
+    got = mc.cap_epochs([0.5, 0.3, 0.2], 1000, [100, 1000, 1000], 2.0)
+    np.testing.assert_allclose(got, [0.2, 0.3 + 0.18, 0.2 + 0.12])
+
+
+def test_cap_two_rounds_closed_form():
+    # caps [0.2, 0.4, 20]: round 1 clips d0 (0.4 spread 3:1 → d1 0.6 > 0.4), round 2 clips d1; d2 takes the rest
+    got = mc.cap_epochs([0.6, 0.3, 0.1], 1000, [100, 200, 10_000], 2.0)
+    np.testing.assert_allclose(got, [0.2, 0.4, 0.4])
+    assert np.all(mc.implied_epochs(got, 1000, [100, 200, 10_000]) <= 2.0 + 1e-12)
+
+
+def test_cap_leaves_a_feasible_recipe_alone_and_refuses_an_impossible_cap():
+    np.testing.assert_allclose(mc.cap_epochs([0.1, 0.9], 1000, [1000, 1000], 1.0), [0.1, 0.9])
+    assert cap_recipe({"a": 0.1, "b": 0.9}, 1000, {"a": 1000, "b": 1000}, 1.0)[1] is None
+    with pytest.raises(ValueError, match="no mixture fits"):
+        mc.cap_epochs([0.5, 0.5], 1000, [100, 100], 2.0)  # 2 × 200 unique tokens < a 1000-token budget
+    with pytest.raises(UserError, match="lld.max_epochs 2"):
+        cap_recipe({"a": 0.5, "b": 0.5}, 1000, {"a": 100, "b": 100}, 2.0)
+
+
+def test_warning_names_the_domains_over_the_threshold():
+    # 20 % of 10,000 tokens on a domain of 100 unique tokens: 20 epochs; 80 % on 10,000 unique: 0.8
+    line = repetition_warning({"small": 0.2, "big": 0.8}, 10_000, {"small": 100, "big": 10_000})
+    assert "small 20.0 epochs (100 unique tokens)" in line and "big" not in line
+    assert repetition_warning({"small": 0.01, "big": 0.99}, 10_000, {"small": 100, "big": 10_000}) is None
+
+
+def test_spec_option_keeps_old_hashes_and_refuses_bad_values():
+    from test_phased_training import SPEC, test_specs_without_phases_keep_their_hash
+
+    from lldmix_core.spec import RunSpec
+
+    test_specs_without_phases_keep_their_hash()
+    doc = yaml.safe_load(SPEC)
+    doc["lld"] = {"recipe": {"Python": 1.0}}
+    doc["methods"] = ["fixed"]
+    plain = RunSpec.model_validate(doc).spec_hash
+    assert RunSpec.model_validate({**doc, "lld": {**doc["lld"], "max_epochs": 4}}).spec_hash != plain
+    with pytest.raises(ValueError, match="max_epochs"):
+        RunSpec.model_validate({**doc, "lld": {**doc["lld"], "max_epochs": 0}})
+    with pytest.raises(ValueError, match="max_epochs: caps one-mixture recipes only"):
+        RunSpec.model_validate(yaml.safe_load(SPEC) | {"lld": {**yaml.safe_load(SPEC)["lld"], "max_epochs": 4}})
+
+
+def test_export_warns_comments_and_caps(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from lldmix_core.cli import app
+
+    store.save_recipe(name="r", method="fixed", weights={"small": 0.2, "big": 0.8},
+                      provenance={"budget_tokens": 10_000, "unique_tokens": {"small": 100, "big": 10_000}})
+    out = tmp_path / "r.mosaic.yaml"
+    res = CliRunner().invoke(app, ["recipe", "export", "r", "--format", "mosaic", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "small 20.0 epochs" in res.output
+    text = out.read_text()
+    assert text.startswith("# WARNING: at a budget of 10,000 tokens") and yaml.safe_load(text)["streams"]
+    out_json = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["recipe", "export", "r", "--out", str(out_json), "--max-epochs", "4"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out_json.read_text())
+    # cap 4 × 100 / 10,000 = 0.04 for small; big takes the rest
+    assert doc["weights"] == pytest.approx({"small": 0.04, "big": 0.96})
+    assert doc["provenance"]["epoch_cap"]["before"] == {"small": 0.2, "big": 0.8}
+    assert doc["provenance"]["repetition"]["epochs"] == pytest.approx({"small": 4.0, "big": 0.96})
+    assert "warning" not in doc["provenance"]["repetition"] and "capped small" in res.output
+    bad = CliRunner().invoke(app, ["recipe", "export", "r", "--budget-tokens", "0"])
+    assert isinstance(bad.exception, UserError) and str(bad.exception).startswith("--budget-tokens 0.0:")
+
+
+def test_a_recipe_without_counts_needs_the_streams_folder():
+    with pytest.raises(UserError, match="--tokens-dir"):
+        with_repetition({"name": "x", "weights": {"a": 1.0}, "provenance": {}}, budget_tokens=100)
+    assert with_repetition({"name": "x", "weights": {"a": 1.0}, "provenance": {}}) == \
+        ({"name": "x", "weights": {"a": 1.0}, "provenance": {}}, [])
