@@ -97,3 +97,45 @@ def test_a_recipe_without_counts_needs_the_streams_folder():
         with_repetition({"name": "x", "weights": {"a": 1.0}, "provenance": {}}, budget_tokens=100)
     assert with_repetition({"name": "x", "weights": {"a": 1.0}, "provenance": {}}) == \
         ({"name": "x", "weights": {"a": 1.0}, "provenance": {}}, [])
+
+
+ENGINE_SPEC = """
+name: NAME
+seeds: [0]
+tokenizer: bytes
+corpus: {local: true, eval_per_domain: 2}
+arch: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 32}
+target: {train: {steps: 4, seed: 99, multipliers: {Python: 3.0}}}
+training: {steps: 4, batch_size: 2, lr: 1.0e-2, warmup_steps: 1, checkpoint_every: 100}
+eval_steps: [4]
+methods: [METHODS]
+kl: {sampled: {n_samples: 4, n_tokens: 16}}
+tracking: {mlflow: false}
+"""
+
+
+def test_the_engine_trains_the_capped_recipe(tmp_path):
+    from conftest import fresh_home
+    from lldmix_core import engine as engine_mod
+    from lldmix_core.repetition import unique_tokens_of_streams
+    from lldmix_core.spec import RunSpec
+
+    with fresh_home(tmp_path / "home") as (settings, store):
+        first = yaml.safe_load(ENGINE_SPEC.replace("NAME", "counts").replace("METHODS", "uniform"))
+        engine_mod.Engine(store, settings, verbose=False).run(RunSpec.model_validate(first))
+        (manifest,) = (tmp_path / "home").rglob("manifest.json")
+        unique = unique_tokens_of_streams(manifest.parent)
+        budget = 4 * 2 * 32
+        m = 0.5 * budget / unique["Python"]  # Python's cap is exactly half the tokens
+        doc = yaml.safe_load(ENGINE_SPEC.replace("NAME", "capped").replace("METHODS", "fixed"))
+        doc["lld"] = {"recipe": {"Python": 0.9, "C++": 0.1}, "max_epochs": m}
+        outcome = engine_mod.Engine(store, settings, verbose=False).run(RunSpec.model_validate(doc))
+        (run,) = outcome.runs
+        stored = store.get_weights(run.run_id)
+        trained = stored[min(stored)]  # a fixed mixture, recorded at its evaluation step
+        note = store.get_run(run.run_id).config["epoch_cap"]
+    assert trained["Python"] == pytest.approx(0.5)
+    if m * unique["C++"] / budget >= 0.5:  # C++ can take the other half: the closed form is 50/50
+        assert trained["C++"] == pytest.approx(0.5)
+    assert all(trained[d] * budget / unique[d] <= m * (1 + 1e-9) for d in trained)
+    assert note["before"]["Python"] == 0.9 and note["capped"][0] == "Python"
