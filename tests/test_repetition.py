@@ -139,3 +139,26 @@ def test_the_engine_trains_the_capped_recipe(tmp_path):
         assert trained["C++"] == pytest.approx(0.5)
     assert all(trained[d] * budget / unique[d] <= m * (1 + 1e-9) for d in trained)
     assert note["before"]["Python"] == 0.9 and note["capped"][0] == "Python"
+
+
+def test_recipes_page_warns_and_shows_the_cap(home, store, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    note = cap_recipe({"small": 0.2, "big": 0.8}, 10_000, {"small": 100, "big": 10_000}, 4.0)[1]
+    store.save_recipe(name="over", method="fixed", weights={"small": 0.2, "big": 0.8},
+                      provenance={"budget_tokens": 10_000, "unique_tokens": {"small": 100, "big": 10_000}})
+    store.save_recipe(name="capped", method="fixed", weights=note["after"],
+                      provenance={"budget_tokens": 10_000, "unique_tokens": {"small": 100, "big": 10_000}, "epoch_cap": note})
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/recipes.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "small 20.0 epochs" in warnings[0]  # the capped recipe is at 4.0: no warning
+    assert any("capped small and renormalised: small 20.0 % → 4.0 %" in i.value for i in at.info)
+    tables = [df.value for df in at.dataframe if "epochs at the run's budget" in df.value.columns]
+    assert sorted(tables[0]["epochs at the run's budget"]) == pytest.approx([0.8, 20.0]) or \
+        sorted(tables[1]["epochs at the run's budget"]) == pytest.approx([0.8, 20.0])
