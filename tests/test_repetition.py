@@ -162,3 +162,33 @@ def test_recipes_page_warns_and_shows_the_cap(home, store, monkeypatch):
     tables = [df.value for df in at.dataframe if "epochs at the run's budget" in df.value.columns]
     assert sorted(tables[0]["epochs at the run's budget"]) == pytest.approx([0.8, 20.0]) or \
         sorted(tables[1]["epochs at the run's budget"]) == pytest.approx([0.8, 20.0])
+
+
+def test_aggregated_recipe_is_capped_before_it_is_stored(tmp_path):
+    """With max_epochs = budget / Σ unique tokens every domain's cap is its share of the unique tokens and the
+    caps sum to 1: the only mixture that fits is the one proportional to the unique tokens (closed form)."""
+    from conftest import fresh_home
+    from lldmix_core import engine as engine_mod
+    from lldmix_core.repetition import unique_tokens_of_streams
+    from lldmix_core.spec import RunSpec
+
+    with fresh_home(tmp_path / "home") as (settings, store):
+        first = yaml.safe_load(ENGINE_SPEC.replace("NAME", "counts").replace("METHODS", "uniform"))
+        engine_mod.Engine(store, settings, verbose=False).run(RunSpec.model_validate(first))
+        (manifest,) = (tmp_path / "home").rglob("manifest.json")
+        unique = unique_tokens_of_streams(manifest.parent)
+        budget = 4 * 2 * 32
+        doc = yaml.safe_load(ENGINE_SPEC.replace("NAME", "agg").replace("METHODS", "iterative-lld, aggregated-lld"))
+        doc["eval_steps"] = "schedule"
+        doc["lld"] = {"tau": 0.5, "max_epochs": budget / sum(unique.values()) * (1 + 1e-9)}
+        outcome = engine_mod.Engine(store, settings, verbose=False).run(RunSpec.model_validate(doc))
+        (recipe,) = [r for r in store.list_recipes() if r["provenance"].get("pass1_run_id")]
+        run = next(r for r in outcome.runs if r.method == "aggregated-lld")
+        stored = store.get_weights(run.run_id)
+        trained = stored[min(stored)]
+    share = {d: n / sum(unique.values()) for d, n in unique.items()}
+    assert recipe["weights"] == pytest.approx(share, rel=1e-6)
+    assert trained == pytest.approx(share, rel=1e-6)
+    prov = recipe["provenance"]
+    assert prov["budget_tokens"] == budget and prov["unique_tokens"] == unique
+    assert sum(prov["epoch_cap"]["before"].values()) == pytest.approx(1.0) and prov["epoch_cap"]["after"] == recipe["weights"]
