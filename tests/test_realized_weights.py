@@ -3,7 +3,8 @@ equal what the training loop actually drew — also across a resume — and the 
 
 Independent expectation: a spy on DomainStreams.get_batch records every batch the loop drew (domain, rows);
 tokens = rows × block_size. Mutations seen to fail: counting only the steps of the last train() call
-(the resume test), dropping the phase split (phase test), TV without the ½ (closed-form test).
+(the resume test), dropping the phase split (phase test), TV without the ½ (closed-form test), the app
+showing intended as realized (Compare test), leaving out the epoch warning (report-line test).
 """
 
 from __future__ import annotations
@@ -154,3 +155,17 @@ def test_compare_page_shows_tv_per_method(plain, monkeypatch):
     assert dict(zip(table["method"], table["TV (% of tokens)"])) == expected
     per_domain = next(df.value for df in at.dataframe if "realized (%)" in df.value.columns)
     assert per_domain["realized (%)"].sum() == pytest.approx(100, abs=0.05)
+
+
+def test_report_line_warns_when_a_run_repeated_a_domain_over_four_epochs():
+    from lldmix_core.realized import RealizedMix, format_realized
+
+    # 1,000 tokens on a domain of 100 unique tokens: 10 epochs; 3,000 on 10,000 unique: 0.3
+    mix = RealizedMix(1, ("big", "small"), 4, np.array([0.5, 0.5]), np.array([3000.0, 1000.0]),
+                      unique_tokens=np.array([10_000, 100]))
+    lines = format_realized("fixed seed 0", mix)
+    assert "TV  25.0 % of 4,000 tokens" in lines[0]  # ½(|0.5 − 0.75| + |0.5 − 0.25|)
+    assert len(lines) == 2 and "this run repeated small 10.0 epochs (100 unique tokens)" in lines[1]
+    quiet = RealizedMix(1, ("big", "small"), 4, np.array([0.5, 0.5]), np.array([3000.0, 1000.0]),
+                        unique_tokens=np.array([10_000, 1000]))
+    assert len(format_realized("fixed seed 0", quiet)) == 1
