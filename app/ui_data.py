@@ -113,6 +113,19 @@ def weights(run_id: int, v: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=60)
+def realized(run_id: int, v: str) -> tuple[float, pd.DataFrame] | None:
+    """(TV between intended and realized token shares, a share of tokens; per domain: intended and realized
+    share in %, tokens trained) of a run, or None when it stored no realized totals (lldmix_core/realized.py)."""
+    from lldmix_core.realized import realized_of
+
+    mix = realized_of(store(), run_id)
+    if mix is None:
+        return None
+    return mix.tv, pd.DataFrame({"domain": mix.domains, "intended (%)": (100 * mix.intended).round(2),
+                                 "realized (%)": (100 * mix.realized).round(2), "tokens trained": mix.tokens.astype(int)})
+
+
+@st.cache_data(ttl=60)
 def models(v: str) -> pd.DataFrame:
     return pd.DataFrame([{"id": m.id, "name": m.name, "kind": m.kind, "tokenizer": m.tokenizer, "n_params": m.n_params,
                           "run_id": m.run_id, "step": m.step, "source": m.source} for m in store().list_models()])

@@ -650,11 +650,22 @@ def recipe_export(
     name: str = typer.Argument(..., help="Recipe name or id."),
     fmt: str = typer.Option("json", "--format", help="json, yaml, csv, provenance (the CSV's sidecar), hf, mosaic, olmo, megatron, nanotron, or phases (a two-stage recipe's phases)."),
     out: Optional[Path] = typer.Option(None, help="Output file (default: stdout)."),
+    budget_tokens: Optional[float] = typer.Option(None, help="Training budget in tokens for the epoch accounting (default: the recipe's stored run budget)."),
+    tokens_dir: Optional[Path] = typer.Option(None, help="Token-streams folder whose manifest counts each domain's unique tokens (default: the recipe's stored counts)."),
+    warn_epochs: float = typer.Option(4.0, help="Warn when a domain is repeated more than this many epochs."),
+    max_epochs: Optional[float] = typer.Option(None, help="Cap every domain at this many epochs and renormalise (the cap is recorded in the provenance)."),
 ):
-    """Write a fixed recipe in a trainer's format."""
+    """Write a fixed recipe in a trainer's format (with its implied epochs per domain when a budget is known)."""
     from lldmix_core.recipes import export, render
+    from lldmix_core.repetition import unique_tokens_of_streams, with_repetition
 
+    if max_epochs is not None and not max_epochs > 0:
+        raise UserError(f"--max-epochs {max_epochs}: must be > 0 epochs")
     recipe = _verified_store().get_recipe(int(name) if name.isdigit() else name)
+    recipe, notes = with_repetition(recipe, budget_tokens=budget_tokens, threshold=warn_epochs, max_epochs=max_epochs,
+                                    unique_tokens=unique_tokens_of_streams(tokens_dir) if tokens_dir else None)
+    for line in notes:
+        typer.echo(line, err=True)
     if out is None:
         typer.echo(render(recipe, fmt), nl=False)
     else:

@@ -44,6 +44,7 @@ from lldmix_core.spec import RunSpec, content_hash
 from lldmix_core.stopwatch import Stopwatch
 
 from lldmix_core.tokenizers import get_tokenizer, refuse_custom_code
+from lldmix_core.repetition import epoch_capped, format_cap
 from lldmix_core.tracking import NullTracker, flush_before_checkpoint, make_tracker
 
 ProgressFn = Callable[[float, str], None]
@@ -327,6 +328,9 @@ class Engine:
         sampled = sampled_steps(s.n_samples, s.steps, kl_steps, steps)
         kl_steps |= sampled
         weights, tau = self._initial_mixture(ctx, unit)  # (aggregated-LLD: builds and stores the recipe first)
+        weights, cap = epoch_capped(spec, ctx.corpus, M.behaviour, weights)  # lld.max_epochs on a fixed recipe
+        if cap is None and spec.lld.max_epochs is not None and M.behaviour.makes_recipe:  # capped when it was stored
+            cap = self.store.get_recipe(self.lld.recipe_name(spec, unit.seed, unit.tau_setting, unit.method))["provenance"].get("epoch_cap")
         # a phased recipe starts on its first kept phase and switches at each later phase's first step; a
         # phased run is evaluated where each phase starts, step 0 included, so every phase's weights are
         # stored where they come into force
@@ -336,7 +340,8 @@ class Engine:
         switches = {s: w for s, w in phases.items() if s > 0}
         eval_steps = sorted(kl_steps | (schedule if M.iterative else set()) | (set(phases) if switches else set()))
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=unit.method, seed=unit.seed,
-                                      parent_id=ctx.parent_id, job_id=self.job_id, config={"eval_steps": eval_steps},
+                                      parent_id=ctx.parent_id, job_id=self.job_id,
+                                      config={"eval_steps": eval_steps, **({"epoch_cap": cap} if cap else {})},
                                       tau_setting=tau_text(unit.tau_setting), tau=tau, target_model_id=ctx.target_id,
                                       corpus_id=ctx.corpus.info.id, provenance=ctx.provenance)
         if tau is not None:  # a recipe's run inherits pass 1's resolved τ (also when the row existed)
@@ -354,6 +359,9 @@ class Engine:
         if mlflow_id and not info.mlflow_run_id:
             self.store.set_mlflow_run_id(run_id, mlflow_id)
         self.tracker.log_resolved_tau(mlflow_id, tau)
+        if cap:
+            self.tracker.log_dict(mlflow_id, cap, "epoch_cap.json")
+            self.log(f"{name}: {format_cap(cap)}")
         self.log(f"{name}: training {steps} steps, evaluating at {len(eval_steps)} steps")
         return RunHandle(run_id, mlflow_id, name, unit, M, weights, tau, kl_steps, sampled, eval_steps, switches)
 
@@ -386,7 +394,9 @@ class Engine:
         services = RunServices(self.store, self.tracker, self.log, self.progress, self.fraction, self.heartbeat,
                                self.samples_for)
         evaluator = Evaluator(services, ctx, run, reweighter, sub, done_before)
-        on_step = StepLogger(services, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint)
+        on_step = StepLogger(services, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint,
+                             ctx.corpus.domains, spec.training.batch_size * spec.training.grad_accum * spec.arch.block_size,
+                             {d: ctx.corpus.streams.n_tokens(d) for d in ctx.corpus.domains})
         distill = {"teacher": self.models.recipes["target"], "objective": run.method.distill_objective,
                    "params": dict(spec.distill.params)} if run.method.needs_teacher else {}
         self.models.train(self.models.recipes["base"], lm, ctx.corpus, self.models.train_config(spec, steps, unit.seed), run.weights,

@@ -17,6 +17,7 @@ from lldmix_core.models import LanguageModel
 from lldmix_core.pass1 import pass1_of
 from lldmix_core.plan import is_inf
 from lldmix_core.prepare import PreparedCorpus, mixture
+from lldmix_core.repetition import cap_recipe, run_budget_tokens
 from lldmix_core.run_keys import run_key
 from lldmix_core.spec import RunSpec
 from lldmix_core.train import lm_loss
@@ -99,8 +100,13 @@ class LLDStages:
                                    for u, w in est.phases(p)]
             if name in CONDITIONING:
                 extra["gram_conditioning"] = conditioning(p, *CONDITIONING[name])
+        budget, unique = run_budget_tokens(spec), {d: corpus.streams.n_tokens(d) for d in corpus.domains}
+        if spec.lld.max_epochs is not None:  # capped before it is stored, so export and pass 2 use the same recipe
+            capped, note = cap_recipe(dict(zip(corpus.domains, map(float, agg))), budget, unique, spec.lld.max_epochs)
+            agg = np.array([capped[d] for d in corpus.domains])
+            extra["epoch_cap"] = note  # None: no domain was over the cap
         target = self.store.get_run(pass1[0].id)
-        provenance = {**extra,
+        provenance = {**extra, "budget_tokens": budget, "unique_tokens": unique,
             "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
             "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
             "aggregation": spec.lld.aggregation, "method": method, "seed": seed,

@@ -22,6 +22,7 @@ from lldmix_core.methods import MethodDef
 from lldmix_core.models import LanguageModel
 from lldmix_core.plan import RunUnit
 from lldmix_core.prepare import PreparedCorpus
+from lldmix_core.realized import DOMAIN_KEY, UNIQUE_PREFIX, totals_as_metrics, totals_from_history
 from lldmix_core.sampled_eval import SampleSet, sampled_kl_of
 from lldmix_core.scoring import score_texts
 from lldmix_core.spec import RunSpec
@@ -213,32 +214,58 @@ class Evaluator:
 
 
 class StepLogger:
-    """Training loss and learning rate per step, to the store and MLflow in batches (flushed before
-    every checkpoint, so a resumed run's history has no gap)."""
+    """Training loss, learning rate and the drawn domain per step, to the store and MLflow in batches
+    (flushed before every checkpoint, so a resumed run's history has no gap). At the last step it adds the
+    tokens trained per domain (and per phase), counted from the stored history (lldmix_core/realized.py)."""
 
     def __init__(self, services: RunServices, run: RunHandle, claim: str, total_steps: int, checkpoint_every: int,
-                 done_before: int, flush_before_checkpoint: Callable[[int, int], bool]):
+                 done_before: int, flush_before_checkpoint: Callable[[int, int], bool], domains: tuple[str, ...] = (),
+                 tokens_per_step: int = 0, unique_tokens: dict[str, int] | None = None):
         self.services, self.run, self.claim = services, run, claim
         self.total_steps, self.checkpoint_every, self.done_before = total_steps, checkpoint_every, done_before
         self.flush_before_checkpoint = flush_before_checkpoint
-        self.pending: list[tuple[int, float, float]] = []
+        self.domains, self.tokens_per_step = tuple(domains), tokens_per_step
+        self.unique_tokens = dict(unique_tokens or {})  # {domain: unique training tokens}, stored beside the totals
+        self.pending: list[tuple[int, float, float, str]] = []
 
     def __call__(self, step: int, loss: float, lr: float, domain: str) -> None:
         self.services.heartbeat(self.claim)
-        self.pending.append((step, loss, lr))
+        self.pending.append((step, loss, lr, domain))
         if (len(self.pending) >= 25 or step + 1 == self.total_steps
                 or self.flush_before_checkpoint(step, self.checkpoint_every)):
             self.flush()
+            if step + 1 == self.total_steps and self.domains:
+                with self.run.clock.part("store + MLflow"):
+                    self.record_realized()
             self.services.progress(self.services.fraction(self.done_before + step + 1),
                                  f"{self.run.name}: step {step + 1}/{self.total_steps}")
+
+    def _row(self, loss: float, lr: float, domain: str) -> dict[str, float]:
+        row = {"train_loss": loss, "lr": lr}
+        if domain in self.domains:
+            row[DOMAIN_KEY] = float(self.domains.index(domain))
+        return row
 
     def flush(self) -> None:
         with self.run.clock.part("store + MLflow"):
             self._flush()
 
     def _flush(self) -> None:
-        for s, loss, lr in self.pending:
-            self.services.tracker.log_metrics(self.run.mlflow_id, {"train_loss": loss, "lr": lr}, s)
-        self.services.store.save_metrics_many(self.run.run_id, [(s, {"train_loss": loss, "lr": lr})
-                                                               for s, loss, lr in self.pending])
+        for s, loss, lr, d in self.pending:
+            self.services.tracker.log_metrics(self.run.mlflow_id, self._row(loss, lr, d), s)
+        self.services.store.save_metrics_many(self.run.run_id, [(s, self._row(loss, lr, d)) for s, loss, lr, d in self.pending])
         self.pending.clear()
+
+    def record_realized(self) -> None:
+        """Tokens per domain (and phase) over the whole run, from every step's stored draw — the steps
+        trained before a resume included — at the last step, to the store and MLflow."""
+        history = {m["step"]: m["value"] for m in self.services.store.get_metrics(self.run.run_id) if m["key"] == DOMAIN_KEY}
+        totals = totals_from_history(history, self.total_steps, len(self.domains), self.tokens_per_step,
+                                     list(self.run.switches))
+        if totals is None:
+            self.services.log(f"{self.run.name}: the stored domain history has gaps; realized weights not recorded")
+            return
+        metrics = {**totals_as_metrics(totals, self.domains),
+                   **{f"{UNIQUE_PREFIX}{d}": float(n) for d, n in self.unique_tokens.items()}}
+        self.services.store.save_metrics_many(self.run.run_id, [(self.total_steps, metrics)])
+        self.services.tracker.log_metrics(self.run.mlflow_id, metrics, self.total_steps)

@@ -72,7 +72,16 @@ def phases_of(recipe: dict) -> list[dict] | None:
 
 
 def render(recipe: dict, fmt: str) -> str:
-    """Text of `recipe` ({name, method, weights, provenance}) in format `fmt`."""
+    """Text of `recipe` ({name, method, weights, provenance}) in format `fmt`; the trainer formats that take
+    comments open with the repetition warning when provenance["repetition"] has one (lldmix_core/repetition.py)."""
+    text = _render(recipe, fmt)
+    warning = ((recipe.get("provenance") or {}).get("repetition") or {}).get("warning")
+    if warning and fmt in ("hf", "mosaic", "olmo", "nanotron"):
+        text = f"# {warning}\n" + text
+    return text
+
+
+def _render(recipe: dict, fmt: str) -> str:
     if fmt == PHASED_FORMAT:
         if phases_of(recipe) is None:
             raise UserError(f"recipe {recipe.get('name')}: has no phases (only a phased estimator's recipe, "

@@ -13,6 +13,7 @@ from lldmix_core.outcomes import SpecOutcome
 from lldmix_core.headroom import format_headroom, stored_seed_pairs, summarise
 from lldmix_core.paired import paired_sampled_difference
 from lldmix_core.methods import METHODS, baseline_method, reference_note, run_label
+from lldmix_core.realized import format_realized, realized_rows
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -170,6 +171,11 @@ def format_report(outcome: SpecOutcome, db_url: str, mlflow_uri: str, store=None
     summary = summarise(final_sampled_by_label(outcome), stored_seed_pairs(store, outcome.runs) if store else ())
     if summary is not None:
         lines += format_headroom(summary)
+    realized = realized_rows(store, outcome.runs) if store is not None else []
+    if realized:
+        lines.append("\nIntended vs realized weights (one domain per step: token shares, %; TV = ½ Σ |intended − realized|):")
+        for r, mix in realized:
+            lines += format_realized(f"{r.method} seed {r.seed}", mix)
     rec = recovery(outcome)
     if rec:
         lines.append("\nWeight recovery (paper §4.2; nats): KL(uniform ‖ truth) vs KL(aggregated-LLD ‖ truth) "

@@ -17,6 +17,7 @@ from lldmix_core.agreement import PairAgreement, TrajectoryAgreement
 from lldmix_core.headroom import HeadroomSummary, stored_seed_pairs, summarise
 from lldmix_core.methods import METHODS, reference_note
 from lldmix_core.outcomes import SpecOutcome
+from lldmix_core.realized import realized_markdown, realized_rows
 from lldmix_core.report import final_sampled_by_label, verdict, method_table, paired_to_reference, recovery
 
 
@@ -243,7 +244,8 @@ def render_results(outcome: SpecOutcome, store, *, command: str, spec_descriptio
         f"target {outcome.target_name}.", "",
     ]
     headroom = summarise(final_sampled_by_label(outcome), stored_seed_pairs(store, outcome.runs))
-    body = (_headroom_section(headroom) + says + _final_kl_tables(outcome, seeds) + paired + _recovery_section(outcome)
+    body = (_headroom_section(headroom) + says + _final_kl_tables(outcome, seeds) + paired
+            + realized_markdown(realized_rows(store, outcome.runs)) + _recovery_section(outcome)
             + _agreement_section(pairs, trajectories) + _provenance_section(outcome, store, seeds))
     return "\n".join(head + body).rstrip() + "\n"
 

@@ -215,6 +215,10 @@ class LLDSpec(_Strict):
     # benchmark's adjusted-LLD variants are computed from pass 1's Δ_t and G_t; costs one backward
     # per domain on lld.gram.texts_per_domain texts at each of the ~16 schedule steps).
     record_gram: bool = False
+    # Cap every domain at this many epochs of its unique training tokens at the run's budget (steps ×
+    # batch × block tokens): fixed and aggregated recipes are capped and renormalised before training
+    # (iterative water-filling, lldmix_core/repetition.py); None: no cap.
+    max_epochs: float | None = Field(None, gt=0)
 
     @field_validator("tau")
     @classmethod
@@ -262,6 +266,9 @@ class LLDSpec(_Strict):
     def _gram_recorded(self):
         if self.aggregation in ESTIMATORS and "gram" in ESTIMATORS[self.aggregation].needs and not self.record_gram:
             raise ValueError(f"aggregation {self.aggregation!r} needs pass 1's Gram matrices: set record_gram: true")
+        if self.max_epochs is not None and (self.phases or (self.aggregation in ESTIMATORS
+                                                            and ESTIMATORS[self.aggregation].phases is not None)):
+            raise ValueError("max_epochs: caps one-mixture recipes only, not phased ones (lld.phases, a phased aggregation)")
         return self
 
     @property
@@ -373,6 +380,8 @@ class RunSpec(_Strict):
             dump["lld"].pop("record_gram")  # likewise
         if self.lld.phases is None:
             dump["lld"].pop("phases")  # likewise
+        if self.lld.max_epochs is None:
+            dump["lld"].pop("max_epochs")  # likewise
         for role in ("target", "base"):
             strip_twin_default(dump[role].get("train"))  # likewise
         return content_hash({"spec": dump})

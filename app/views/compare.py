@@ -171,6 +171,19 @@ if known and bars:  # the target's true training weights, beside the estimates a
 if bars:
     st.altair_chart(charts.grouped_bars(pd.concat(bars), "source", "weight", by_method="method"), width="stretch")
 
+realized = {name: data.realized(int(of_seed[of_seed["method"] == name].iloc[0]["id"]), v) for name in ordered(set(of_seed["method"]))}
+realized = {name: r for name, r in realized.items() if r is not None}
+if realized:
+    st.subheader("Intended vs realized weights")
+    st.caption("The trainer draws one domain per step and trains the whole batch on it: the realized share is the "
+               "share of tokens each domain got. Intended = the weights in force averaged over the steps. "
+               "TV = ½ Σ |intended − realized|, a share of the run's tokens.")
+    st.dataframe(pd.DataFrame([{"method": name, "TV (% of tokens)": round(100 * tv, 1),
+                                "tokens trained": int(frame["tokens trained"].sum())}
+                               for name, (tv, frame) in realized.items()]), hide_index=True, width="stretch")
+    shown_method = st.selectbox("Per domain, for", list(realized))
+    st.dataframe(realized[shown_method][1], hide_index=True, width="stretch")
+
 pass1 = {m.aggregates: m.name for m in METHODS.values() if m.aggregates}  # pass-1 method → its aggregating method
 iterative = of_seed[of_seed["method"].isin(list(pass1))]
 if not iterative.empty:

@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui_data as data
 from lldmix_core.errors import UserError
+from lldmix_core.repetition import format_cap, with_repetition
 from lldmix_core.recipes import FILE_TYPES, FORMATS, LABELS, PHASED_FORMAT, download_name, phases_of, render, usage
 
 st.title("Recipes")
@@ -61,7 +62,18 @@ st.caption("Each format is read back by its library in the tests (docs/RECIPES.m
            "out zero-weight domains; the CSV is a plain `domain,weight` table, its provenance a separate download.")
 for r in recipes:
     with st.expander(f"{r['name']} — {r['method']}", expanded=len(recipes) <= 3):
-        st.dataframe([{"domain": d, "weight": w} for d, w in r["weights"].items()], hide_index=True)
+        try:  # implied epochs at the run's stored budget (aggregated recipes store it and the unique tokens)
+            accounted, _ = with_repetition(r)
+        except UserError:
+            accounted = r
+        rep = accounted["provenance"].get("repetition") or {}
+        st.dataframe([{"domain": d, "weight": w, **({"epochs at the run's budget": round(rep["epochs"][d], 3),
+                                                      "unique tokens": rep["unique_tokens"].get(d)} if rep else {})}
+                      for d, w in r["weights"].items()], hide_index=True)
+        if rep.get("warning"):
+            st.warning(rep["warning"])
+        if (r["provenance"] or {}).get("epoch_cap"):
+            st.info(format_cap(r["provenance"]["epoch_cap"]))
         if phases_of(r):  # a two-stage recipe trains phase by phase; the weights above are its summary
             st.caption("Phased recipe: pass 2 trained these phases in turn (until = fraction of the run).")
             st.dataframe([{"until": p["until"], **p["weights"]} for p in phases_of(r)], hide_index=True)

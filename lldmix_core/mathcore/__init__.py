@@ -44,6 +44,13 @@ from lldmix_core.mathcore.headroom import (
     t_quantile,
 )
 from lldmix_core.mathcore.gram_conditioning import GramSolve, conditioned_gram_solve, gcv_ridge, gcv_score
+from lldmix_core.mathcore.mixture_accounting import (
+    cap_epochs,
+    implied_epochs,
+    intended_token_shares,
+    realized_tokens,
+    total_variation,
+)
 from lldmix_core.mathcore.phases import best_split, phase_starts, two_stage_phases, within_block_scatter
 from lldmix_core.mathcore.recovery import (
     median_interval,
@@ -77,6 +84,8 @@ __all__ = [
     "late_step_mask", "median_interval", "progress_step_weights", "recovery_ratio", "recovery_ratios",
     "recovery_summary", "tau_from_spread", "token_share_step_weights", "phase_starts", "two_stage_phases", "wilson_interval",
     "within_block_scatter",
+    # issue 25 mixture accounting
+    "cap_epochs", "implied_epochs", "intended_token_shares", "realized_tokens", "total_variation",
     # issue 21 headroom statistics
     "Headroom", "Ratio", "cluster_bootstrap_median", "fieller_interval", "headroom", "headroom_captured",
     "min_detectable_effect", "t_quantile",
