@@ -20,6 +20,8 @@ from lldmix_core.mathcore.divergence import (
     js_divergence_matrix,
     js_divergence,
     kl_categorical,
+    overlap_accuracy,
+    total_variation,
     weight_recovery,
 )
 from lldmix_core.mathcore.modelmap import (
@@ -82,4 +84,6 @@ __all__ = [
     "min_detectable_effect", "t_quantile",
     "PairedSummary", "average_ranks", "bootstrap_interval", "mean_se", "spearman", "paired_difference", "paired_summary", "t_quantile_975",
     "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold", "weight_recovery",
+    # issue 25 overlap accuracy
+    "overlap_accuracy", "total_variation",
 ]
