@@ -614,7 +614,11 @@ def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML).")):
         for c in expand(load_benchmark(spec_path)):
             typer.echo(f"queued job {enqueue_spec(store, c.spec.to_yaml())} ({c.spec.name})")
         return
-    typer.echo(f"queued job {enqueue_spec(_store(), spec_path.read_text(encoding='utf-8'))}")
+    from lldmix_core.spec import load_spec
+
+    # the resolved spec, not the file's text: a `mixture_file` is read now, relative to the spec's folder, so the
+    # worker (another folder, later) trains the mixture the file held when the job was queued
+    typer.echo(f"queued job {enqueue_spec(_store(), load_spec(spec_path).to_yaml())}")
 
 
 # ---------------------------------------------------------------- recipes

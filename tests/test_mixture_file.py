@@ -180,3 +180,29 @@ def test_a_benchmark_truth_loads_from_a_mixture_file_with_unchanged_hashes(tmp_p
     with pytest.raises(UserError, match=r"truths\.0: give mixture_file or dirichlet, not both"):
         load_benchmark(_write(tmp_path / "both.yaml", text.replace(
             "{name: dir-a2-s1, dirichlet", "{name: dir-a2-s1, mixture_file: truths/code.yaml, dirichlet")))
+
+
+def test_enqueue_stores_the_mixture_not_the_path(home, tmp_path):
+    """A queued spec holds the file's weights: the worker, in another folder and later, trains what the file
+    held when the job was queued. Mutation tried: enqueueing the file's text (as before) -> its relative
+    mixture_file is looked up from the current folder and this fails."""
+    from conftest import run_cli
+
+    from lldmix_core.config import get_settings
+    from lldmix_core.db.store import Store
+    from lldmix_core.spec import load_spec, load_spec_text
+
+    env = {"LLDMIX_HOME": str(home), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    run_cli("db", "upgrade", env=env)
+    (tmp_path / "specs").mkdir()
+    _write(tmp_path / "specs" / "m.yaml", GOOD)
+    spec_path = _write(tmp_path / "specs" / "a.yaml", SPEC + "    mixture_file: m.yaml\n")
+    run_cli("enqueue", str(spec_path), env=env)
+    (tmp_path / "specs" / "m.yaml").unlink()  # the file is gone by the time a worker runs the job
+    text = Store.open(get_settings().db_url).list_jobs()[-1].spec_yaml
+    assert "mixture_file" not in text
+    spec = load_spec_text(text, "job")
+    assert spec.target.train.weights == pytest.approx({d: w / 100 for d, w in GOOD["weights"].items()}, abs=1e-15)
+    _write(tmp_path / "specs" / "m.yaml", GOOD)
+    assert spec.spec_hash == load_spec(spec_path).spec_hash
+
