@@ -521,6 +521,20 @@ def results(
     typer.echo(f"results: wrote section {spec.name!r} of {out}")
 
 
+@app.command("export-swarm")
+def export_swarm(
+    spec_path: Path = typer.Argument(..., help="Run spec or benchmark file (YAML) whose finished runs to export."),
+    out: Path = typer.Option(..., "--out", help="Folder for ratios.csv, metrics.csv and metadata.json."),
+):
+    """Export finished runs in the swarm layout (Olmix-style): each run's mixture, its final model's per-domain
+    log-likelihood (nats/token) and cross-entropy (bits/byte), and its final sampled KL (bits/byte)."""
+    from lldmix_core.swarm import export_swarm as export
+
+    written, runs = export(_store(), spec_path, out)
+    typer.echo(f"export-swarm: {len(runs)} runs × {len(runs[0].domains)} domains → "
+               + ", ".join(str(p) for p in written))
+
+
 def _write_results_section(out: Path, key: str, doc: str) -> None:
     """Set `key`'s section of the results file `out` (other specs' sections kept), atomically."""
     from lldmix_core.atomic import atomic_write_bytes
@@ -600,7 +614,11 @@ def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML).")):
         for c in expand(load_benchmark(spec_path)):
             typer.echo(f"queued job {enqueue_spec(store, c.spec.to_yaml())} ({c.spec.name})")
         return
-    typer.echo(f"queued job {enqueue_spec(_store(), spec_path.read_text(encoding='utf-8'))}")
+    from lldmix_core.spec import load_spec
+
+    # the resolved spec, not the file's text: a `mixture_file` is read now, relative to the spec's folder, so the
+    # worker (another folder, later) trains the mixture the file held when the job was queued
+    typer.echo(f"queued job {enqueue_spec(_store(), load_spec(spec_path).to_yaml())}")
 
 
 # ---------------------------------------------------------------- recipes

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lldmix_core.errors import UserError
 from lldmix_core.estimators import ESTIMATORS
 from lldmix_core.limits import MAX_DESCRIPTION_CHARS, MAX_SEED
 from lldmix_core.methods import METHODS as REGISTRY
+from lldmix_core.mixture_file import resolve_mixture_file
 from lldmix_core.recipe_check import check_weights
+from lldmix_core.yaml_strict import NoDuplicatesLoader as _NoDuplicatesLoader  # noqa: F401 (benchmark/suite imports it here)
 
 MIXTURE_METHODS = tuple(n for n, m in REGISTRY.items() if not m.needs_teacher)
 DISTILL_METHODS = tuple(n for n, m in REGISTRY.items() if m.needs_teacher)
@@ -122,6 +124,13 @@ class TrainedModelSpec(_Strict):
     lr: float | None = Field(None, gt=0)  # default: training.lr
     batch_size: int | None = Field(None, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mixture_file(cls, data, info: ValidationInfo):
+        # `mixture_file: PATH` (a mixture file, lldmix_core/mixture_file.py) is read here into `weights`: the
+        # spec keeps the mixture's content, so its hash and the trained target's key are those of the weights
+        return weights_from_mixture_file(data, info, ("weights", "multipliers"))
+
     @model_validator(mode="after")
     def _twin(self):
         if not self.twin and self.steps is None:
@@ -142,6 +151,22 @@ class TrainedModelSpec(_Strict):
         if v and sum(v.values()) <= 0 and v is not None:
             raise ValueError("weights must not all be zero")
         return v
+
+
+def weights_from_mixture_file(data, info: ValidationInfo, exclusive: tuple[str, ...]):
+    """A model's raw fields with `mixture_file` replaced by the file's `weights` (fractions); the path is
+    relative to the folder of the file being validated (validation context `base_dir`), else the current one."""
+    if not isinstance(data, dict) or "mixture_file" not in data:
+        return data
+    both = [k for k in exclusive if k in data]
+    if both:
+        raise ValueError(f"give mixture_file or {both[0]}, not both")
+    base_dir = (info.context or {}).get("base_dir")
+    try:
+        weights = resolve_mixture_file(data["mixture_file"], base_dir, "mixture_file")
+    except UserError as e:
+        raise ValueError(f"mixture_file: {e}") from None
+    return {**{k: v for k, v in data.items() if k != "mixture_file"}, "weights": weights}
 
 
 class ModelRef(_Strict):
@@ -412,44 +437,26 @@ def _format_error(err: ValidationError, source: str) -> str:
     return f"{source}: {path}: {msg}"
 
 
-def parse_spec(data: object, source: str = "spec") -> RunSpec:
+def parse_spec(data: object, source: str = "spec", base_dir: Path | None = None) -> RunSpec:
+    """Validate a spec; `base_dir`: the folder relative `mixture_file` paths start from (the spec file's)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: a run spec is a YAML mapping, got {type(data).__name__}")
     try:
-        return RunSpec.model_validate(data)
+        return RunSpec.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
         raise UserError(_format_error(e, source)) from None
 
 
-class _NoDuplicatesLoader(yaml.SafeLoader):
-    """YAML SafeLoader that refuses a mapping key given twice (PyYAML keeps the last silently)."""
 
 
-def _mapping_no_duplicates(loader, node, deep=False):
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            dup = key in seen
-            seen.add(key)
-        except TypeError:  # unhashable key: let the normal constructor report it
-            continue
-        if dup:
-            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_NoDuplicatesLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_no_duplicates)
-
-
-def load_spec_text(text: str, source: str = "spec") -> RunSpec:
+def load_spec_text(text: str, source: str = "spec", base_dir: Path | None = None) -> RunSpec:
     try:
         data = yaml.load(text, Loader=_NoDuplicatesLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark is not None else ""
         raise UserError(f"{source}:{where} not valid YAML ({getattr(e, 'problem', e)})") from None
-    return parse_spec(data, source)
+    return parse_spec(data, source, base_dir)
 
 
 def load_spec(path: str | Path) -> RunSpec:
@@ -460,4 +467,4 @@ def load_spec(path: str | Path) -> RunSpec:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UserError(f"run spec {p} is not UTF-8 text") from None
-    return load_spec_text(text, str(p))
+    return load_spec_text(text, str(p), p.parent)

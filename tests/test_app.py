@@ -328,6 +328,7 @@ def test_benchmark_page_shows_the_leaderboard_ratios_and_mixtures(recovery_smoke
     board = at.dataframe[0].value
     assert len(board) == 16 and "paper" in board.estimator.tolist()
     assert list(board["median"]) == sorted(board["median"])  # best first
+    assert all(0.0 <= x <= 1.0 for x in board["median_overlap"])  # overlap accuracy 1 − TV beside the ratios
     specs = _chart_specs(at)
     ratios, bars = specs[0], specs[1]
     points = [r for r in ratios["_rows"] if "estimator" in r]  # (the other layer is the rule at 1)

@@ -1,6 +1,7 @@
 """The recovery benchmark's results, read from the database: for every (cell, truth, seed) the pass 1
 that lldmix ran, every estimator's mixture from it, and its recovery ratio
-KL(estimate ‖ truth) / KL(uniform ‖ truth) (nats / nats; < 1: closer to the truth than uniform).
+KL(estimate ‖ truth) / KL(uniform ‖ truth) (nats / nats; < 1: closer to the truth than uniform), and its
+overlap accuracy 1 − TV(estimate, truth) (a share of the mixture, in [0, 1]; 1: the truth exactly).
 Then the leaderboard: per estimator, the median ratio over the pairs with a 95 % interval that
 resamples whole targets (pairs that share a target — its seeds, or cells built on the same target —
 are not independent), the fraction of pairs below 1 (Wilson interval), and how often it beats the
@@ -10,7 +11,7 @@ The math is mathcore's; this module only gathers the inputs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +42,7 @@ class PairResult:
     settings: dict  # size, target steps, base steps, base kind: what the cell varies
     conditioning: dict  # adjusted variant -> {ridge, condition_number, condition_number_unridged} (medians over steps)
     target_id: int | None = None  # the trained target's model id: pairs sharing it are one cluster
+    overlaps: dict[str, float] = field(default_factory=dict)  # estimator -> 1 − TV(estimate, truth), in [0, 1]
 
     @property
     def cluster(self):
@@ -61,6 +63,10 @@ class LeaderRow:
     meets_goal: bool  # median ≤ 0.5 and < 1 on ≥ 90 % of pairs (issue 13)
     n_targets: int = 0  # distinct targets among the pairs (the units the interval resamples)
     privileged: str | None = None  # what it needs that a user lacks (a reference row, never "best")
+    # median overlap accuracy 1 − TV(estimate, truth) over the pairs (a share, in [0, 1]; higher is closer) with
+    # its interval resampling whole targets; NaN where the pairs carry no overlaps
+    median_overlap: float = float("nan")
+    median_overlap_ci95: tuple[float, float] = (float("nan"), float("nan"))
 
 
 def _parent(store, spec):
@@ -122,7 +128,7 @@ def collect(store, cells: list[BenchmarkCell]) -> list[PairResult]:
                                   float(mc.kl_categorical(np.full(len(truth), 1 / len(truth)), truth)), est, ratios,
                                   run.git_commit, corpus.content_hash, settings,
                                   {n: conditioning(p, *CONDITIONING[n]) for n in est if n in CONDITIONING},
-                                  run.target_model_id))
+                                  run.target_model_id, {n: mc.overlap_accuracy(w, truth) for n, w in est.items()}))
     return out
 
 
@@ -140,10 +146,13 @@ def leaderboard(pairs: list[PairResult]) -> list[LeaderRow]:
         s = mc.recovery_summary(r)
         clusters = [p.cluster for p in have]
         _, lo, hi = mc.cluster_bootstrap_median(r, clusters, n_boot=N_BOOT, seed=0)
+        overlap = (float("nan"),) * 3
+        if all(name in p.overlaps for p in have):
+            overlap = mc.cluster_bootstrap_median(np.array([p.overlaps[name] for p in have]), clusters, n_boot=N_BOOT, seed=0)
         rows.append(LeaderRow(name, e.family, e.description, s["n"], s["median"], (lo, hi),
                               s["fraction_below_1"], s["fraction_below_1_ci95"],
                               float(np.mean(r < paper)) if name != PAPER else float("nan"), s["meets_goal"],
-                              len(set(clusters)), e.privileged))
+                              len(set(clusters)), e.privileged, float(overlap[0]), (float(overlap[1]), float(overlap[2]))))
     return sorted(rows, key=lambda x: x.median)
 
 

@@ -6,7 +6,7 @@ content like any spec, so a re-run finds what is done. Pure: no I/O beyond readi
 
     benchmark: recovery
     domains: [Python, C++, ...]          # the order Dirichlet draws are assigned in
-    truths: [{name, dirichlet: {concentration, seed}, multipliers?}, ...]
+    truths: [{name, dirichlet: {concentration, seed} | weights | mixture_file: PATH, multipliers?}, ...]
     sizes: {S: {arch}, M: {arch}}
     bases: {random: {init: random}, pretrained: {train: {steps, seed, dirichlet|weights}}}
     cells: [{name, size, steps?, target_ratio, base, truths: all | [names], seeds?, twin?}]
@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from lldmix_core.errors import UserError
 from lldmix_core.methods import baseline_method
-from lldmix_core.spec import ArchSpec, RunSpec, _format_error, _NoDuplicatesLoader, parse_spec
+from lldmix_core.spec import (ArchSpec, RunSpec, _format_error, _NoDuplicatesLoader, parse_spec,
+                              weights_from_mixture_file)
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
@@ -49,10 +50,16 @@ class Truth(_Strict):
     weights: dict[str, float] | None = None
     multipliers: dict[str, float] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mixture_file(cls, data, info: ValidationInfo):
+        # `mixture_file: PATH` (relative to the benchmark file) is read into `weights` (fractions)
+        return weights_from_mixture_file(data, info, ("weights", "dirichlet"))
+
     @model_validator(mode="after")
     def _one(self):
         if (self.dirichlet is None) == (self.weights is None):
-            raise ValueError("give exactly one of dirichlet, weights")
+            raise ValueError("give exactly one of dirichlet, weights, mixture_file")
         return self
 
 
@@ -267,7 +274,7 @@ def load_benchmark(path: str | Path) -> BenchmarkSpec:
     if not isinstance(data, dict):
         raise UserError(f"{p}: a benchmark file is a YAML mapping")
     try:
-        b = BenchmarkSpec.model_validate(data)
+        b = BenchmarkSpec.model_validate(data, context={"base_dir": p.parent})
     except ValidationError as e:
         raise UserError(_format_error(e, str(p))) from None
     expand(b)  # every cell's spec validates now, not halfway through the run

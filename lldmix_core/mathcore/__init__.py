@@ -20,6 +20,8 @@ from lldmix_core.mathcore.divergence import (
     js_divergence_matrix,
     js_divergence,
     kl_categorical,
+    overlap_accuracy,
+    total_variation,
     weight_recovery,
 )
 from lldmix_core.mathcore.modelmap import (
@@ -72,7 +74,8 @@ from lldmix_core.mathcore.stats import (
     spearman,
     t_quantile_975,
 )
-from lldmix_core.mathcore.weights import adjusted_weights, domain_means, gram_solve, lld_weights, resolve_tau
+from lldmix_core.mathcore.weights import (adjusted_weights, domain_means, gram_solve, lld_weights, resolve_tau,
+                                         time_averaged_weights)
 
 __all__ = [
     "adjusted_weights", "aggregate_arithmetic", "domain_means", "aggregate_geometric", "clip_bottom", "double_centre", "gram_solve",
@@ -91,4 +94,6 @@ __all__ = [
     "min_detectable_effect", "t_quantile",
     "PairedSummary", "average_ranks", "bootstrap_interval", "mean_se", "spearman", "paired_difference", "paired_summary", "t_quantile_975",
     "per_sample_log_ratio", "sampled_kl_estimate", "to_bits_per_byte", "clip_threshold", "kl_matrix_pooled_clip", "kl_pair_at_threshold", "weight_recovery",
+    # issue 25 overlap accuracy
+    "overlap_accuracy", "total_variation", "time_averaged_weights",
 ]

@@ -52,3 +52,19 @@ def weight_recovery(truth: np.ndarray, weights: np.ndarray) -> tuple[float, floa
     """§4.2's weight-recovery distance in the paper's direction and the reverse, nats:
     (KL(weights ‖ truth), KL(truth ‖ weights)). The paper's 0.819 is KL(uniform ‖ truth)."""
     return kl_categorical(weights, truth), kl_categorical(truth, weights)
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    """Total-variation distance ½ Σ_k |p_k − q_k| between two [K] weight vectors on the simplex, in [0, 1]
+    (a share of the mixture: the weight that would have to move to turn one into the other)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if p.shape != q.shape or p.ndim != 1:
+        raise ValueError(f"weights must be two [K] vectors of the same length, got {p.shape} and {q.shape}")
+    return float(min(1.0, max(0.0, 0.5 * np.abs(p - q).sum())))
+
+
+def overlap_accuracy(estimate: np.ndarray, truth: np.ndarray) -> float:
+    """1 − TV(estimate, truth), in [0, 1]: the share of the mixture the estimate gets right, Σ_k min(p_k, q_k)
+    on the simplex (1: the truth exactly; 0: disjoint supports). Recovery benchmarks report it beside KL."""
+    return 1.0 - total_variation(estimate, truth)

@@ -84,3 +84,24 @@ def domain_means(
         m = dom == d
         out[k] = loglik[m].sum() / max(1, denom[m].sum())
     return out
+
+
+def time_averaged_weights(steps, weights: np.ndarray, total_steps: int) -> np.ndarray:
+    """The mixture a run trained on over its steps 0 … total_steps − 1: `weights` [S, K] were in force from
+    `steps` [S] (strictly increasing) on, each until the next one and the last until total_steps; the
+    first also before its step (what a run stores at its first evaluation is what was in force since step
+    0). Each vector counts by the number of training steps it was in force; one set at or after
+    total_steps (the final evaluation's) counts for nothing. Returns [K] on the simplex (shares of steps)."""
+    s = np.asarray(steps, dtype=np.int64)
+    W = np.asarray(weights, dtype=np.float64)
+    if W.ndim != 2 or s.shape != (W.shape[0],) or s.size == 0:
+        raise ValueError(f"need [S] steps and [S, K] weights, got {s.shape} and {W.shape}")
+    if np.any(np.diff(s) <= 0) or s[0] < 0:
+        raise ValueError(f"steps must be ≥ 0 and increase strictly, got {s.tolist()}")
+    s = np.concatenate([[0], s[1:]])  # the first vector was in force from step 0
+    ends = np.minimum(np.append(s[1:], max(int(total_steps), 1)), max(int(total_steps), 1))
+    span = np.maximum(ends - np.minimum(s, ends), 0).astype(np.float64)
+    if span.sum() <= 0:
+        raise ValueError(f"no weights in force during the run's {total_steps} steps")
+    mean = span @ W / span.sum()
+    return mean / mean.sum()
