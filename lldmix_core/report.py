@@ -25,12 +25,21 @@ def _mean_sd(values: list[float]) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
 
 
+def several_taus(outcome: SpecOutcome) -> bool:
+    """Does the spec sweep τ (so runs are labelled "method τ=t")?"""
+    return len({r.tau_setting for r in outcome.runs if r.tau_setting is not None}) > 1
+
+
+def label_of(outcome: SpecOutcome, r) -> str:
+    """The run's label in this spec's tables (methods.run_label)."""
+    return run_label(r.method, r.tau_setting, several_taus(outcome))
+
+
 def method_table(outcome: SpecOutcome) -> list[dict]:
-    """One row per method: mean ± sd over seeds of the final KL (nats/text, bits/byte) and gap."""
-    several = len({r.tau_setting for r in outcome.runs if r.tau_setting is not None}) > 1
+    """One row per method label: mean ± sd over seeds of the final KL (nats/text, bits/byte) and gap."""
     by_method: dict[str, list] = defaultdict(list)
     for r in outcome.runs:
-        by_method[run_label(r.method, r.tau_setting, several)].append(r)
+        by_method[label_of(outcome, r)].append(r)
     rows = []
 
     def order(label: str):
@@ -77,10 +86,9 @@ def _reference(outcome: SpecOutcome) -> str | None:
 
 def final_sampled_by_label(outcome: SpecOutcome) -> dict[str, dict[int, float]]:
     """{run label: {seed: final sampled KL(target ‖ model), bits/byte}}."""
-    several = len({r.tau_setting for r in outcome.runs if r.tau_setting is not None}) > 1
     out: dict[str, dict[int, float]] = defaultdict(dict)
     for r in outcome.runs:
-        out[run_label(r.method, r.tau_setting, several)][r.seed] = r.sampled_bits_per_byte
+        out[label_of(outcome, r)][r.seed] = r.sampled_bits_per_byte
     return dict(out)
 
 
@@ -91,12 +99,11 @@ def paired_to_reference(outcome: SpecOutcome, store=None) -> list[dict]:
     ref = _reference(outcome)
     if ref is None:
         return []
-    several = len({r.tau_setting for r in outcome.runs if r.tau_setting is not None}) > 1
     refs = {r.seed: r for r in outcome.runs if r.method == ref}
     by_label: dict[str, list] = defaultdict(list)
     for r in outcome.runs:
         if r.method != ref and r.seed in refs:
-            by_label[run_label(r.method, r.tau_setting, several)].append(r)
+            by_label[label_of(outcome, r)].append(r)
     rows = []
     for label, rs in by_label.items():
         per_seed = []

@@ -18,7 +18,7 @@ from lldmix_core.headroom import HeadroomSummary, stored_seed_pairs, summarise
 from lldmix_core.methods import METHODS, reference_note
 from lldmix_core.outcomes import SpecOutcome
 from lldmix_core.realized import realized_markdown, realized_rows
-from lldmix_core.report import final_sampled_by_label, verdict, method_table, paired_to_reference, recovery
+from lldmix_core.report import final_sampled_by_label, label_of, verdict, method_table, paired_to_reference, recovery
 
 
 def _named(label: str) -> str:
@@ -38,7 +38,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _final_kl_tables(outcome: SpecOutcome, seeds: list[int]) -> list[str]:
-    by = {(r.method, r.seed): r for r in outcome.runs}
+    by = {(label_of(outcome, r), r.seed): r for r in outcome.runs}  # rows are labels ("m τ=t" in a τ sweep)
     rows_s, rows_m = [], []
     for row in method_table(outcome):
         m = row["method"]

@@ -32,3 +32,20 @@ def test_an_unclosed_section_is_an_error_not_a_silent_truncation():
     broken = replace_section(None, "a", "# A").replace("<!-- /lldmix results: a -->", "")
     with pytest.raises(ValueError, match="never closes"):
         replace_section(broken, "a", "# A2")
+
+
+def test_a_tau_sweep_shows_each_labels_per_seed_values():
+    """In a τ sweep the rows are "method τ=t" labels: each label's per-seed cells are that run's numbers
+    (they were once looked up by method alone and printed as dashes)."""
+    from lldmix_core.outcomes import RunOutcome, SpecOutcome
+    from lldmix_core.results_doc import _final_kl_tables
+
+    def run(method, tau, seed, kl):
+        return RunOutcome(1, method, seed, tau, 1.0, 0.5, 0.0, {}, False, sampled_bits_per_byte=kl,
+                          sampled_se_bits_per_byte=0.001)
+
+    out = SpecOutcome("s", "h", 1, "c", "t", runs=[run("uniform", None, 0, 0.0300), run("aggregated-lld", 0.1, 0, 0.1500),
+                                                   run("aggregated-lld", 1.0, 0, 0.0400)])
+    text = "\n".join(_final_kl_tables(out, [0]))
+    assert "| aggregated-lld τ=0.1 | 0.1500 ± 0.0010 |" in text and "| aggregated-lld τ=1.0 | 0.0400 ± 0.0010 |" in text
+    assert "| uniform | 0.0300 ± 0.0010 |" in text
