@@ -49,3 +49,18 @@ def test_a_tau_sweep_shows_each_labels_per_seed_values():
     text = "\n".join(_final_kl_tables(out, [0]))
     assert "| aggregated-lld τ=0.1 | 0.1500 ± 0.0010 |" in text and "| aggregated-lld τ=1.0 | 0.0400 ± 0.0010 |" in text
     assert "| uniform | 0.0300 ± 0.0010 |" in text
+
+
+def test_distillation_is_reported_beside_the_headroom_not_counted_toward_the_mixture_goal():
+    """A teacher-trained method is not a mixture: it can go past the oracle, so it never meets (or fails)
+    the mixture goal; it gets its own line with its distance closed as a multiple of H."""
+    from lldmix_core.headroom import summarise
+    from lldmix_core.results_doc import _headroom_section
+
+    kl = {"uniform": {0: 0.04, 1: 0.05, 2: 0.06}, "oracle": {0: 0.0, 1: 0.0, 2: 0.0},
+          "iterative-lld": {0: 0.041, 1: 0.049, 2: 0.061}, "distill-kl": {0: 0.004, 1: 0.006, 2: 0.005}}
+    text = "\n".join(_headroom_section(summarise(kl)))
+    assert "No mixture method that needs nothing privileged captures at least half the headroom" in text
+    # distill-kl: 0.045 closer on average = 0.90 × H (H = 0.05)
+    assert "distill-kl trains on the target's outputs (a teacher), not on a mixture, so H does not bound it: " \
+           "+0.0450 bits/byte closer than uniform" in text and "0.90 × H." in text
