@@ -150,3 +150,11 @@ def for_corpus(recipe: dict, corpus_manifest: dict, mapping: DomainMapping, *, c
         prov["unique_tokens"] = {d: int(round(counts[d])) for d in weights if d in counts}
     prov[PROVENANCE_KEY], prov["domain_mapping"] = corpus_manifest, record
     return {**recipe, "weights": weights, "provenance": prov}, notes
+
+
+def check_run_domains(recipe_domains: dict[str, str], corpus_manifest: dict, *, corpus_label: str) -> None:
+    """A spec's lld.domain_manifest against the run's corpus: a UserError naming the difference, if any."""
+    diff = difference(recipe_domains, corpus_manifest["domains"])
+    if diff:
+        raise UserError(f"lld.domain_manifest: the recipe's domains differ from corpus {corpus_label}'s ({diff.describe()}); "
+                        f"map them with `lldmix recipe export --corpus {corpus_label}` and --map, --merge or --split")

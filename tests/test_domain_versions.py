@@ -113,3 +113,52 @@ def test_a_recipe_without_manifest_is_checked_by_name_with_a_note():
     assert same is recipe and len(notes) == 1 and "cannot be checked" in notes[0]
     with pytest.raises(UserError, match=r"^recipe legacy: domains differ from corpus c's \(missing from the corpus: B\); map them"):
         for_corpus({**recipe, "weights": {"A": 0.5, "B": 0.5}}, of_texts(["A"], ["A"], ["a"]), parse(), corpus_label="c")
+
+
+SPEC = """
+name: applied
+seeds: [0]
+tokenizer: bytes
+corpus: {local: true, eval_per_domain: 2}
+arch: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 32}
+target: {train: {steps: 2, seed: 99}}
+training: {steps: 2, batch_size: 2, lr: 1.0e-2, warmup_steps: 1, checkpoint_every: 100}
+eval_steps: [2]
+methods: [fixed]
+lld: {recipe_file: RECIPE}
+kl: {sampled: {n_samples: 4, n_tokens: 16}}
+tracking: {mlflow: false}
+"""
+
+
+def test_a_spec_applying_a_recipe_to_other_domains_is_refused_before_any_run_row(store, home, tmp_path):
+    import yaml
+
+    from lldmix_core.config import get_settings
+    from lldmix_core.engine import Engine
+    from lldmix_core.prepare import prepare_eval_corpus
+    from lldmix_core.spec import CorpusSpec, RunSpec
+
+    info = prepare_eval_corpus(store, CorpusSpec(local=True, eval_per_domain=2), get_settings(), "applied-eval")
+    t = store.load_texts(info.id)
+    true = of_texts(info.domains, t.domains, t.texts)
+    ids = dict(true["domains"])
+    ids["Law"] = ids.pop("Legal")  # renamed
+    ids["Math"] = "0" * 64  # other data under the same name
+    weights = {d: 1 / len(ids) for d in ids}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"name": "r", "method": "fixed", "weights": weights,
+                                "provenance": {"domain_manifest": manifest(ids)}}))
+    spec = RunSpec.model_validate(yaml.safe_load(SPEC.replace("RECIPE", str(path))))
+    inline = yaml.safe_load(SPEC.replace("{recipe_file: RECIPE}", json.dumps({"recipe": weights, "domain_manifest": ids})))
+    assert spec.spec_hash == RunSpec.model_validate(inline).spec_hash  # the file's content, hashed as if inline
+    runs = _count(home, "runs")
+    with pytest.raises(UserError) as e:
+        Engine(store, get_settings(), verbose=False).run(spec)
+    assert str(e.value) == ("lld.domain_manifest: the recipe's domains differ from corpus applied-eval's (missing from "
+                            "the corpus: Law; extra in the corpus: Legal; same name, different data: Math); map them "
+                            "with `lldmix recipe export --corpus applied-eval` and --map, --merge or --split")
+    assert _count(home, "runs") == runs == 0 and _count(home, "recipes") == 0
+    from lldmix_core.domain_mapping import check_run_domains
+
+    check_run_domains(true["domains"], true, corpus_label="applied-eval")  # its own corpus passes
