@@ -162,3 +162,13 @@ def test_a_spec_applying_a_recipe_to_other_domains_is_refused_before_any_run_row
     from lldmix_core.domain_mapping import check_run_domains
 
     check_run_domains(true["domains"], true, corpus_label="applied-eval")  # its own corpus passes
+
+
+def test_a_phased_recipe_maps_every_phase():
+    old = manifest({"A": "1", "B": "2"})
+    new = manifest({"A2": "1", "B": "2"})
+    phases = [{"until": 0.5, "weights": {"A": 0.9, "B": 0.1}}, {"until": 1.0, "weights": {"A": 0.2, "B": 0.8}}]
+    recipe = {"name": "p", "weights": {"A": 0.55, "B": 0.45}, "provenance": {"domain_manifest": old, "phases": phases}}
+    mapped, _ = for_corpus(recipe, new, parse(maps=["A=A2"]), corpus_label="c")
+    assert [p["weights"] for p in mapped["provenance"]["phases"]] == [{"A2": 0.9, "B": 0.1}, {"A2": 0.2, "B": 0.8}]
+    assert mapped["weights"] == {"A2": 0.55, "B": 0.45} and recipe["provenance"]["phases"] == phases  # input kept
