@@ -672,16 +672,36 @@ def recipe_export(
     tokens_dir: Optional[Path] = typer.Option(None, help="Token-streams folder whose manifest counts each domain's unique tokens (default: the recipe's stored counts)."),
     warn_epochs: float = typer.Option(4.0, help="Warn when a domain is repeated more than this many epochs."),
     max_epochs: Optional[float] = typer.Option(None, help="Cap every domain at this many epochs and renormalise (the cap is recorded in the provenance)."),
+    corpus: Optional[str] = typer.Option(None, help="Stored evaluation corpus the recipe is for: its domains (names and data) must be the recipe's, or be mapped."),
+    map_: Optional[list[str]] = typer.Option(None, "--map", help="OLD=NEW: rename a domain (OLD=OLD accepts its changed data); with --corpus."),
+    merge: Optional[list[str]] = typer.Option(None, "--merge", help="A+B=C: C gets the sum of A's and B's weights; with --corpus."),
+    split: Optional[list[str]] = typer.Option(None, "--split", help="A=B,C: A's weight shared by B and C in proportion to their tokens (--tokens-dir); with --corpus."),
 ):
     """Write a fixed recipe in a trainer's format (with its implied epochs per domain when a budget is known)."""
+    from lldmix_core.domain_mapping import for_corpus, parse
+    from lldmix_core.domain_manifest import of_texts
     from lldmix_core.recipes import export, render
     from lldmix_core.repetition import unique_tokens_of_streams, with_repetition
 
     if max_epochs is not None and not max_epochs > 0:
         raise UserError(f"--max-epochs {max_epochs}: must be > 0 epochs")
-    recipe = _verified_store().get_recipe(int(name) if name.isdigit() else name)
+    mapping = parse(map_, merge, split)
+    if mapping and corpus is None:
+        raise UserError("--map/--merge/--split: give --corpus, the stored corpus the recipe is mapped onto")
+    store = _verified_store()
+    recipe = store.get_recipe(int(name) if name.isdigit() else name)
+    counts = unique_tokens_of_streams(tokens_dir) if tokens_dir else None
+    if corpus is not None:  # versioned domains: checked (and mapped) before anything is written
+        c = store.get_corpus(corpus)
+        t = store.load_texts(c.id)
+        recipe, dnotes = for_corpus(recipe, of_texts(c.domains, t.domains, t.texts), mapping, corpus_label=c.name,
+                                    sizes_tokens=counts)
+        for line in dnotes:
+            typer.echo(line, err=True)
+    # --tokens-dir given only for a split's sizes does not ask for an epoch accounting (that needs a budget)
+    for_epochs = counts if not mapping.splits or budget_tokens is not None else None
     recipe, notes = with_repetition(recipe, budget_tokens=budget_tokens, threshold=warn_epochs, max_epochs=max_epochs,
-                                    unique_tokens=unique_tokens_of_streams(tokens_dir) if tokens_dir else None)
+                                    unique_tokens=for_epochs)
     for line in notes:
         typer.echo(line, err=True)
     if out is None:

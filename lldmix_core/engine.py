@@ -26,7 +26,8 @@ from lldmix_core.errors import UserError
 from lldmix_core.evaluate import register_model, score_model
 from lldmix_core.models import LanguageModel
 from lldmix_core.engine_claims import StageClaims
-from lldmix_core.engine_lld import LLDStages, subsample
+from lldmix_core.domain_mapping import check_run_domains
+from lldmix_core.engine_lld import LLDStages, corpus_manifest, subsample
 from lldmix_core.engine_models import ModelStages, _device
 from lldmix_core.plan import RunUnit, run_plan
 from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
@@ -163,6 +164,8 @@ class Engine:
 
     def _check_against_corpus(self, spec: RunSpec, corpus: PreparedCorpus) -> None:
         """Domain names and tokenizers the spec refers to, checked once the corpus's domains are known."""
+        if spec.lld.domain_manifest is not None:  # versioned domains: the recipe's data, not only its names
+            check_run_domains(spec.lld.domain_manifest, corpus_manifest(corpus), corpus_label=corpus.info.name)
         refs = [("lld.prior", spec.lld.prior, None), ("lld.recipe", spec.lld.recipe, None),
                 *((f"lld.phases[{i}].weights", p.weights, None) for i, p in enumerate(spec.lld.phases or ()))]
         for role in ("target", "base"):

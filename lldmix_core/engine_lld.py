@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from lldmix_core import mathcore as mc
+from lldmix_core.domain_manifest import PROVENANCE_KEY, of_texts
 from lldmix_core.errors import UserError
 from lldmix_core.estimators import CONDITIONING, ESTIMATORS, conditioning
 from lldmix_core.gram import exact_gram, sketched_gram
@@ -71,7 +72,8 @@ class LLDStages:
                                    weights=dict(zip(corpus.domains, map(float, prior))),
                                    provenance={"method": method, "tau_setting": "inf", "seed": seed,
                                                "note": "tau = inf: the prior by definition, no pass 1",
-                                               "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash})
+                                               "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash,
+                                               PROVENANCE_KEY: corpus_manifest(corpus)})
             return prior, math.inf
         pass1_method = METHODS[method].aggregates
         found = self.store.get_run_by_key(run_key(spec.spec_hash, corpus.info.content_hash, seed, pass1_method,
@@ -111,11 +113,17 @@ class LLDStages:
             "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
             "aggregation": spec.lld.aggregation, "method": method, "seed": seed,
             "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
+            PROVENANCE_KEY: corpus_manifest(corpus),  # versioned domains: names and the data behind them
         }
         self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting, method), method=f"{method}-{spec.lld.aggregation}",
                                weights=dict(zip(corpus.domains, map(float, agg))), provenance=provenance,
                                run_id=pass1[0].id)
         return agg, target.tau
+
+
+def corpus_manifest(corpus: PreparedCorpus) -> dict:
+    """The prepared corpus's domain manifest (domain_manifest.py): recorded in every recipe it makes."""
+    return of_texts(corpus.domains, corpus.texts.domains, corpus.texts.texts)
 
 
 def subsample(corpus: PreparedCorpus, per_domain: int | None, seed: int) -> np.ndarray | None:

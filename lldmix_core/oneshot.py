@@ -22,6 +22,7 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core import provenance
 from lldmix_core.db.store import Store
+from lldmix_core.domain_manifest import PROVENANCE_KEY, of_texts
 from lldmix_core.errors import UserError
 from lldmix_core.tracking import NullTracker
 
@@ -121,6 +122,7 @@ def recipe_from_models(
         "corpus": c.name, "corpus_hash": c.content_hash, "unit": unit, "unit_label": UNITS[unit],
         "tau_setting": setting, "tau": tau_resolved if math.isfinite(tau_resolved) else "inf",
         "prior": "uniform", "base_loglik": per(base_ll), "target_loglik": per(target_ll), "delta": per(delta),
+        PROVENANCE_KEY: of_texts(domains, texts.domains, texts.texts),  # versioned domains (domain_manifest.py)
         **{k: v for k, v in provenance.code_version().items()},
     }
     scored = {"base": out["base"][1], "target": out["target"][1]}

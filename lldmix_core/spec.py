@@ -22,6 +22,7 @@ from lldmix_core.limits import MAX_DESCRIPTION_CHARS, MAX_SEED
 from lldmix_core.methods import METHODS as REGISTRY
 from lldmix_core.mixture_file import resolve_mixture_file
 from lldmix_core.recipe_check import check_weights
+from lldmix_core.recipe_file import recipe_file_fields
 from lldmix_core.yaml_strict import NoDuplicatesLoader as _NoDuplicatesLoader  # noqa: F401 (benchmark/suite imports it here)
 
 MIXTURE_METHODS = tuple(n for n, m in REGISTRY.items() if not m.needs_teacher)
@@ -244,6 +245,22 @@ class LLDSpec(_Strict):
     # batch × block tokens): fixed and aggregated recipes are capped and renormalised before training
     # (iterative water-filling, lldmix_core/repetition.py); None: no cap.
     max_epochs: float | None = Field(None, gt=0)
+    # Versioned domains: {domain: identity} of the corpus the recipe was made for (an exported recipe's
+    # provenance.domain_manifest.domains; `recipe_file: PATH` fills it with recipe or phases): a run on a
+    # corpus whose domains differ (missing, extra, same name with other data) is refused before it starts.
+    domain_manifest: dict[str, str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_file(cls, data, info: ValidationInfo):
+        # `recipe_file: PATH` (an exported recipe, json or yaml) is read here into recipe (or phases) and
+        # domain_manifest: the spec keeps the content, so its hash is that of the same fields written inline
+        if not isinstance(data, dict) or "recipe_file" not in data:
+            return data
+        try:
+            return recipe_file_fields(data, (info.context or {}).get("base_dir"))
+        except UserError as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("tau")
     @classmethod
@@ -407,6 +424,8 @@ class RunSpec(_Strict):
             dump["lld"].pop("phases")  # likewise
         if self.lld.max_epochs is None:
             dump["lld"].pop("max_epochs")  # likewise
+        if self.lld.domain_manifest is None:
+            dump["lld"].pop("domain_manifest")  # likewise
         for role in ("target", "base"):
             strip_twin_default(dump[role].get("train"))  # likewise
         return content_hash({"spec": dump})

@@ -58,6 +58,10 @@ def test_recipe_from_models_is_softmax_of_stored_delta_and_reused(store, home):
     corpus_hash = con.execute("SELECT content_hash FROM corpora WHERE name = 'ev'").fetchone()[0]
     assert (prov["base_fingerprint"], prov["target_fingerprint"]) == (fps["base"], fps["target"])
     assert prov["corpus_hash"] == corpus_hash and prov["unit"] == "token" and prov["tau"] == 0.05
+    from lldmix_core.domain_manifest import of_texts
+
+    texts = store.load_texts(store.get_corpus("ev").id)
+    assert prov["domain_manifest"] == of_texts(sorted(base), texts.domains, texts.texts)
     assert np.allclose([prov["delta"][d] for d in domains], delta, atol=1e-5, rtol=0)
     assert len(prov["git_commit"]) == 40
     # the printed table: Δ per domain as stored

@@ -9,6 +9,7 @@ training the uncapped recipe (engine test).
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -186,9 +187,16 @@ def test_aggregated_recipe_is_capped_before_it_is_stored(tmp_path):
         run = next(r for r in outcome.runs if r.method == "aggregated-lld")
         stored = store.get_weights(run.run_id)
         trained = stored[min(stored)]
+        texts = store.load_texts(store.get_corpus(recipe["provenance"]["corpus_hash"][:12]).id)
     share = {d: n / sum(unique.values()) for d, n in unique.items()}
     assert recipe["weights"] == pytest.approx(share, rel=1e-6)
     assert trained == pytest.approx(share, rel=1e-6)
     prov = recipe["provenance"]
     assert prov["budget_tokens"] == budget and prov["unique_tokens"] == unique
     assert sum(prov["epoch_cap"]["before"].values()) == pytest.approx(1.0) and prov["epoch_cap"]["after"] == recipe["weights"]
+    # versioned domains: the recipe records its corpus's manifest (per-domain sha256 of its texts' sorted sha256s)
+    by_domain = {}
+    for d, t in zip(texts.domains, texts.texts):
+        by_domain.setdefault(d, []).append(hashlib.sha256(t.encode()).hexdigest())
+    assert prov["domain_manifest"]["domains"] == {
+        d: hashlib.sha256("\n".join(sorted(h)).encode()).hexdigest() for d, h in sorted(by_domain.items())}
