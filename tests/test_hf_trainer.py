@@ -120,3 +120,61 @@ def test_callback_under_accelerate_two_processes(tmp_path, store, home):
     from lldmix_core.config import get_settings
     client = MlflowClient(get_settings().mlflow_uri)
     assert sorted(m.step for m in client.get_metric_history(ranks[0]["mlflow_id"], "delta/code")) == SCHEDULE
+
+
+def _tiny_lm_module():
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(1)
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=257, n_embd=32, n_layer=2, n_head=2,
+                                                                n_positions=128))
+
+
+def _callback(method="iterative-lld", **kw):
+    from lldmix_core.integrations.hf_trainer import LLDCallback, MixtureDataset
+    from lldmix_core.tokenizers import get_tokenizer
+
+    ds = MixtureDataset({d: [d] for d in DOMAINS}, length=1000, seed=3)
+    args = dict(tokenizer=get_tokenizer("bytes"), target=TARGET, method=method, tau=TAU)
+    return ds, LLDCallback(ds, [t for _, t in EVAL], [d for d, _ in EVAL], **{**args, **kw})
+
+
+def test_one_process_iterative_and_adjusted_reweight_the_dataset():
+    """Without a process group: the Trainer's events called by hand; iterative = softmax(Δ/τ)/3 computed
+    here; adjusted-LLD (the registry's Adjusted, G⁻¹Δ) moves the dataset to other weights on the simplex."""
+    from types import SimpleNamespace
+
+    model = _tiny_lm_module()
+    ds, cb = _callback()
+    cb.on_train_begin(None, SimpleNamespace(max_steps=20), None, model=model)
+    cb.on_step_end(None, SimpleNamespace(global_step=1), None, model=model)
+    cb.on_step_end(None, SimpleNamespace(global_step=3), None, model=model)  # not a schedule step of 20 (0, 1, 2, 4, 6, …)
+    assert [r.step for r in cb.history] == [0, 1] and cb.on_epoch_begin(None, None, None) is None
+    e = np.exp(cb.history[-1].delta / TAU)
+    np.testing.assert_allclose(ds.weights, e / e.sum(), rtol=1e-9)
+    assert ds.version == 2
+    # the drawn domain is a function of (seed, index) and the weights only; a zero-weight domain is never drawn
+    ds.set_weights(np.array([0.0, 1.0, 1.0]))
+    assert [ds[i] for i in range(40)] == [ds[i] for i in range(40)] and "code" not in {ds[i] for i in range(200)}
+
+    ds2, adj = _callback("adjusted-lld")
+    adj.on_train_begin(None, SimpleNamespace(max_steps=5), None, model=model)
+    w = adj.history[0].weights
+    assert w.sum() == pytest.approx(1.0) and np.all(w >= 0)
+    e0 = np.exp(adj.history[0].delta / TAU)
+    assert np.abs(w - e0 / e0.sum()).max() > 1e-3  # not plain softmax(Δ/τ): the Gram entered
+
+
+@pytest.mark.parametrize("kw, field", [({"method": "uniform"}, "method:"), ({"tau": 0}, "tau:"),
+                                       ({"unit": "word"}, "unit:"), ({"target": {"code": -1.0}}, "target:"),
+                                       ({"prior": {"nope": 1.0}}, "prior:")])
+def test_bad_settings_end_in_one_line_naming_the_field(kw, field):
+    from types import SimpleNamespace
+
+    from lldmix_core.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        _, cb = _callback(**kw)
+        cb.on_train_begin(None, SimpleNamespace(max_steps=5), None, model=_tiny_lm_module())
+    assert str(e.value).startswith(field) and "\n" not in str(e.value)
