@@ -53,7 +53,7 @@ def _initial_means(model_dir: Path) -> np.ndarray:
     return np.array([tot[d] / n[d] for d in DOMAINS])
 
 
-def test_callback_under_accelerate_two_processes(tmp_path, store, home):
+def test_callback_in_two_gloo_processes_under_the_trainer(tmp_path, store, home):
     transformers = pytest.importorskip("transformers")
     import torch
 
