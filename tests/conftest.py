@@ -62,24 +62,25 @@ def smoke_home(tmp_path_factory) -> Path:
     return h
 
 
+def _finished_home(tmp_path_factory, name: str) -> Path:
+    """A fresh LLDMIX_HOME (embedded default) in which `lldmix run runs/<name>.yaml` has finished."""
+    h = tmp_path_factory.mktemp(name) / "home"
+    env = {"LLDMIX_HOME": str(h), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
+    run_cli("db", "upgrade", env=env)
+    run_cli("run", f"runs/{name}.yaml", env=env)
+    return h
+
+
 @pytest.fixture(scope="session")
 def recovery_smoke_home(tmp_path_factory) -> Path:
     """LLDMIX_HOME holding the finished smoke-size recovery benchmark (runs/recovery-smoke.yaml)."""
-    h = tmp_path_factory.mktemp("recovery-smoke") / "home"
-    env = {"LLDMIX_HOME": str(h), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
-    run_cli("db", "upgrade", env=env)
-    run_cli("run", "runs/recovery-smoke.yaml", env=env)
-    return h
+    return _finished_home(tmp_path_factory, "recovery-smoke")
 
 
 @pytest.fixture(scope="session")
 def ladder_smoke_home(tmp_path_factory) -> Path:
     """LLDMIX_HOME holding the finished smoke-size headroom ladder (runs/ladder-smoke.yaml)."""
-    h = tmp_path_factory.mktemp("ladder-smoke") / "home"
-    env = {"LLDMIX_HOME": str(h), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
-    run_cli("db", "upgrade", env=env)
-    run_cli("run", "runs/ladder-smoke.yaml", env=env)
-    return h
+    return _finished_home(tmp_path_factory, "ladder-smoke")
 
 
 @contextlib.contextmanager
