@@ -355,6 +355,7 @@ def run(
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not track in MLflow."),
     yes_i_mean_it: bool = typer.Option(False, "--yes-i-mean-it", help="Run settings beyond the plausibility limits."),
     cells: str = typer.Option("", "--cells", help="Benchmark files only: run just these cells (comma-separated names)."),
+    no_group: bool = typer.Option(False, "--no-group", help="Train one model at a time (training.group: false)."),
 ):
     """Run a declarative spec: train the target if asked, compare the methods, print the table.
     A benchmark file (top-level `benchmark:`, e.g. runs/recovery.yaml) runs each of its cells' specs."""
@@ -365,10 +366,10 @@ def run(
     if yes_i_mean_it:
         os.environ["LLDMIX_NO_LIMITS"] = "1"
     if _is_benchmark(spec_path):
-        return _run_benchmark(spec_path, dry_run=dry_run, no_mlflow=no_mlflow, only=cells)
+        return _run_benchmark(spec_path, dry_run=dry_run, no_mlflow=no_mlflow, only=cells, no_group=no_group)
     if cells:
         raise UserError(f"--cells: {spec_path} is a run spec, not a benchmark file (a top-level `benchmark:` key)")
-    spec = load_spec(spec_path)
+    spec = _one_at_a_time(load_spec(spec_path)) if no_group else load_spec(spec_path)
     check_plausible(spec, str(spec_path))
     if no_mlflow:
         spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"mlflow": False})})
@@ -398,7 +399,12 @@ def _is_benchmark(path: Path) -> bool:
         return False  # load_spec reports it
 
 
-def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool, only: str = "") -> None:
+def _one_at_a_time(spec):
+    """`spec` with training.group off (`--no-group`): its runs train one model at a time."""
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"group": False})})
+
+
+def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool, only: str = "", no_group: bool = False) -> None:
     """Each cell of a benchmark file in order (finished cells are found in the database); with `only`
     (comma-separated cell names), just those cells and the references they need."""
     from lldmix_core.benchmark.plan import describe_benchmark
@@ -417,7 +423,7 @@ def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool, only: str = ""
         typer.echo(describe_benchmark(b, cells, store))
         return
     for i, c in enumerate(cells, 1):
-        spec = c.spec
+        spec = _one_at_a_time(c.spec) if no_group else c.spec
         if no_mlflow:
             spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"mlflow": False})})
         typer.echo(f"benchmark {b.benchmark}: cell {i}/{len(cells)}: {spec.name}")
@@ -600,7 +606,8 @@ def worker(
 
 
 @app.command("enqueue")
-def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML).")):
+def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML)."),
+            no_group: bool = typer.Option(False, "--no-group", help="Train one model at a time (training.group: false).")):
     """Put a spec in the queue for a worker; a benchmark file queues one job per cell (several
     workers then run the cells in parallel, sharing targets and references through the database)."""
     from lldmix_core.queue import enqueue_spec
@@ -612,13 +619,15 @@ def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML).")):
 
         store = _store()
         for c in expand(load_benchmark(spec_path)):
-            typer.echo(f"queued job {enqueue_spec(store, c.spec.to_yaml())} ({c.spec.name})")
+            spec = _one_at_a_time(c.spec) if no_group else c.spec
+            typer.echo(f"queued job {enqueue_spec(store, spec.to_yaml())} ({c.spec.name})")
         return
     from lldmix_core.spec import load_spec
 
     # the resolved spec, not the file's text: a `mixture_file` is read now, relative to the spec's folder, so the
     # worker (another folder, later) trains the mixture the file held when the job was queued
-    typer.echo(f"queued job {enqueue_spec(_store(), load_spec(spec_path).to_yaml())}")
+    spec = _one_at_a_time(load_spec(spec_path)) if no_group else load_spec(spec_path)
+    typer.echo(f"queued job {enqueue_spec(_store(), spec.to_yaml())}")
 
 
 # ---------------------------------------------------------------- recipes

@@ -15,7 +15,8 @@ engine_run (Evaluator, Reweighter, StepLogger); what a method is comes from the 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from contextlib import ExitStack
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -29,7 +30,10 @@ from lldmix_core.engine_claims import StageClaims
 from lldmix_core.domain_mapping import check_run_domains
 from lldmix_core.engine_lld import LLDStages, corpus_manifest, subsample
 from lldmix_core.engine_models import ModelStages, _device
-from lldmix_core.plan import RunUnit, run_plan
+from lldmix_core.plan import RunUnit, groupable, max_group, run_plan, training_batches
+from lldmix_core.procgroup import world
+from lldmix_core.train import TrainConfig
+from lldmix_core.train_group import TRAIN_PATH, GroupMember, can_group, train_group
 from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core import provenance
@@ -49,6 +53,15 @@ from lldmix_core.repetition import epoch_capped, format_cap
 from lldmix_core.tracking import NullTracker, flush_before_checkpoint, make_tracker
 
 ProgressFn = Callable[[float, str], None]
+
+
+class RunParts(NamedTuple):
+    """What trains a run besides its model (Engine._run_parts)."""
+
+    cfg: TrainConfig
+    on_eval: Evaluator
+    on_step: StepLogger
+    checkpoint_path: object  # pathlib.Path
 
 
 class Engine:
@@ -106,12 +119,17 @@ class Engine:
             self._total_steps = sum(spec.training.steps for _ in plan)
             self._done_steps = 0
             self.clock = Stopwatch()  # where this spec's training time went, summed over the runs trained now
-            for unit in plan:
-                ctx = self._context(spec, corpus, parent_id, mlflow_parent, prov, unit.seed, contexts, out)
-                outcome = self._run_unit(ctx, unit)
-                out.runs.append(outcome)
-                if METHODS[unit.method].behaviour.makes_recipe and unit.tau_setting == spec.lld.taus[0]:
-                    out.recipes[unit.seed] = outcome.weights
+            if self.twin(spec) and world()[1] == 1:
+                self.models.train_twins(spec, corpus, spec.seeds)  # on the grouped path: all seeds' twins together
+            for batch, grouped in training_batches(plan, lambda u: self._groupable(spec, u), max_group(spec)):
+                ctxs = [self._context(spec, corpus, parent_id, mlflow_parent, prov, u.seed, contexts, out) for u in batch]
+                outcomes = self._run_grouped(ctxs, batch) if grouped else [self._run_unit(ctxs[0], batch[0])]
+                for unit, outcome in zip(batch, outcomes):
+                    out.runs.append(outcome)
+                    if METHODS[unit.method].behaviour.makes_recipe and unit.tau_setting == spec.lld.taus[0]:
+                        out.recipes[unit.seed] = outcome.weights
+            position = {(u.seed, u.method, u.tau_setting): i for i, u in enumerate(plan)}
+            out.runs.sort(key=lambda o: position[(o.seed, o.method, o.tau_setting)])  # the report reads plan order
             if self.twin(spec):
                 out.target_name = f"{len(contexts)} twin target(s), one per seed"
             self._seed_pairs(spec, out)
@@ -247,17 +265,38 @@ class Engine:
                     if "downstream_pearson" in metrics else ""))
         return scores
 
+    # ------------------------------------------------------------------ runs: one at a time, or grouped
+    @staticmethod
+    def _groupable(spec: RunSpec, unit: RunUnit) -> bool:
+        """Whether `unit` trains in a group: the spec allows it (plan.groupable) and this is one process."""
+        return world()[1] == 1 and groupable(spec, unit.method)
+
+    def _train_path(self, spec: RunSpec, method: str | None) -> str | None:
+        """The path `method`'s runs of this spec train on: the grouped path's name, or None (one at a time)."""
+        return TRAIN_PATH if method is not None and self._groupable(spec, RunUnit(0, method, None)) else None
+
+    def _key_and_name(self, ctx: SpecContext, unit: RunUnit, train_path: str | None) -> tuple[str, str]:
+        spec, (seed, method, tau_setting) = ctx.spec, unit
+        key = self._run_key(spec, ctx.corpus, seed, method, tau_setting, ctx.target_id, train_path)
+        name = f"{spec.name}.{method}.seed{seed}" + (f".tau{tau_setting}" if len(spec.lld.taus) > 1 and tau_setting is not None else "")
+        return key, name
+
+    def _finished(self, key: str, name: str, unit: RunUnit, steps: int) -> RunOutcome | None:
+        existing = self.store.get_run_by_key(key)
+        if existing is None or existing.status != "finished":
+            return None
+        self.log(f"{name}: finished earlier (run {existing.id}"
+                 + (f", commit {str(existing.git_commit)[:10]}" if existing.git_commit else "") + "); nothing to do")
+        self._done_steps += steps
+        return self._outcome(existing.id, unit, skipped=True)
+
     def _run_unit(self, ctx: SpecContext, unit: RunUnit) -> RunOutcome:
         """One run of the plan: found finished in the database, or claimed and computed here."""
-        spec, (seed, method, tau_setting) = ctx.spec, unit
-        key = self._run_key(spec, ctx.corpus, seed, method, tau_setting, ctx.target_id)
-        name = f"{spec.name}.{method}.seed{seed}" + (f".tau{tau_setting}" if len(spec.lld.taus) > 1 and tau_setting is not None else "")
-        existing = self.store.get_run_by_key(key)
-        if existing is not None and existing.status == "finished":
-            self.log(f"{name}: finished earlier (run {existing.id}"
-                     + (f", commit {str(existing.git_commit)[:10]}" if existing.git_commit else "") + "); nothing to do")
-            self._done_steps += spec.training.steps
-            return self._outcome(existing.id, unit, skipped=True)
+        spec = ctx.spec
+        key, name = self._key_and_name(ctx, unit, None)
+        done = self._finished(key, name, unit, spec.training.steps)
+        if done is not None:
+            return done
         claim = content_hash({"run": key})
         with self.claims.exclusive(claim, "run") as mine:
             if mine:
@@ -267,9 +306,82 @@ class Engine:
         self._done_steps += spec.training.steps  # another worker ran it while we waited
         return self._outcome(self.store.get_run_by_key(key).id, unit, skipped=True)
 
-    def _run_key(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, target_id: int) -> str:
-        """The content key of one run (run_keys.run_key: spec, seed, method, τ setting, target, corpus, numerics)."""
-        return run_key(spec.spec_hash, corpus.info.content_hash, seed, method, tau_setting, target_id)
+    def _run_grouped(self, ctxs: list[SpecContext], units: list[RunUnit]) -> list[RunOutcome]:
+        """Runs that train together (train_group.py): each found finished, or claimed, opened, trained in
+        the group and closed as its own run. Results in the units' order."""
+        outcomes: dict[int, RunOutcome] = {}
+        waited: list[tuple[int, str]] = []
+        with ExitStack() as claims:
+            mine = []
+            for i, (ctx, unit) in enumerate(zip(ctxs, units)):
+                key, name = self._key_and_name(ctx, unit, TRAIN_PATH)
+                done = self._finished(key, name, unit, ctx.spec.training.steps)
+                if done is not None:
+                    outcomes[i] = done
+                    continue
+                claim = content_hash({"run": key})
+                if claims.enter_context(self.claims.exclusive(claim, "run")):
+                    mine.append((i, key, name, claim))
+                else:
+                    waited.append((i, key))
+            if mine:
+                for i, outcome in self._train_group([(i, ctxs[i], units[i], key, name, claim) for i, key, name, claim in mine]):
+                    outcomes[i] = outcome
+                for i, key, _, claim in mine:
+                    self.store.finish_stage(claim, kind="run", spec_hash=ctxs[i].spec.spec_hash,
+                                            result={"run_id": outcomes[i].run_id})
+        for i, key in waited:  # another worker ran these while we waited
+            self._done_steps += ctxs[i].spec.training.steps
+            outcomes[i] = self._outcome(self.store.get_run_by_key(key).id, units[i], skipped=True)
+        return [outcomes[i] for i in range(len(units))]
+
+    def _train_group(self, items) -> list[tuple[int, RunOutcome]]:
+        """Open each run, build its student, train them together, close each (`_train_run`, grouped).
+        `items`: (index, ctx, unit, key, name, claim); returns (index, outcome)."""
+        opened = []
+        done_before = self._done_steps
+        try:
+            for i, ctx, unit, key, name, claim in items:
+                run = self._open_run(ctx, unit, key, name, TRAIN_PATH)
+                lm, _, base_id = self._build_student(ctx, unit)
+                if not can_group(lm):
+                    raise UserError(f"training.group: {name} starts from a {lm.kind} model that cannot train in a group; "
+                                    "set training.group: false (or run with --no-group)")
+                p = self._run_parts(ctx, run, key, claim, done_before, len(items))
+                member = GroupMember(lm, p.cfg, run.weights, run.eval_steps, p.on_eval, p.on_step, p.checkpoint_path)
+                opened.append((i, ctx, run, lm, base_id, member))
+            self.log(f"training {len(opened)} run(s) together ({TRAIN_PATH})")
+            clock = Stopwatch()
+            with clock.part("training"):
+                first = items[0][1].corpus
+                train_group([o[-1] for o in opened], first.streams, first.domains, should_stop=self.should_stop)
+        except BaseException as e:
+            for _, _, run, *_ in opened:
+                self.store.finish_run(run.run_id, status=_failed_status(e), error=str(e)[:2000])
+                self.tracker.end(run.mlflow_id, _mlflow_status(e))
+            raise
+        # the group's wall time less every member's evaluation and logging (timed on the runs' own
+        # clocks inside it), shared equally: what each run's training cost
+        runs = [o[2] for o in opened]
+        spent = sum(v for r in runs for k, v in r.clock.seconds.items() if k != "training")
+        share = max(0.0, clock.seconds["training"] - spent) / len(runs)
+        results = []
+        for i, ctx, run, lm, base_id, _ in opened:
+            run.clock.seconds["training"] = share
+            self.log(f"{run.name}: time: {run.clock.line()}")
+            self.tracker.log_metrics(run.mlflow_id, {f"time_s/{k}": v for k, v in run.clock.seconds.items()},
+                                     ctx.spec.training.steps)
+            self.clock.add(run.clock)
+            self._close_run(ctx, run, lm, base_id)
+            results.append((i, self._outcome(run.run_id, run.unit)))
+        self._done_steps = done_before + sum(o[1].spec.training.steps for o in opened)
+        return results
+
+    def _run_key(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, method: str, tau_setting, target_id: int,
+                 train_path: str | None = None) -> str:
+        """The content key of one run (run_keys.run_key: spec, seed, method, τ setting, target, corpus, numerics,
+        and the grouped path's name for a run trained in a group)."""
+        return run_key(spec.spec_hash, corpus.info.content_hash, seed, method, tau_setting, target_id, train_path)
 
     def _train_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str, claim: str) -> RunOutcome:
         """Open the run, build the student (and teacher), train with an Evaluator, close the run."""
@@ -298,7 +410,8 @@ class Engine:
         return MixtureInputs(
             spec=spec, domains=corpus.domains, prior=ctx.prior, truth=ctx.truth, seed=seed, tau_setting=tau_setting,
             method=method, as_weights=lambda w, field: mixture(corpus.domains, w, None, field),
-            aggregate=lambda: self.lld.aggregate(spec, corpus, seed, tau_setting, ctx.target_id, method),
+            aggregate=lambda: self.lld.aggregate(spec, corpus, seed, tau_setting, ctx.target_id, method,
+                                                 self._train_path(spec, METHODS[method].aggregates)),
             stored_phases=lambda: self.store.get_recipe(name).get("provenance", {}).get("phases") or [])
 
     def _initial_mixture(self, ctx: SpecContext, unit: RunUnit) -> tuple[np.ndarray, float | None]:
@@ -320,8 +433,9 @@ class Engine:
         return {start: mixture(ctx.corpus.domains, phases[i][1], None, phases[i][2])
                 for start, i in mc.phase_starts([p[0] for p in phases], spec.training.steps)}
 
-    def _open_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str) -> RunHandle:
-        """The run's row and MLflow child, with the steps it evaluates at."""
+    def _open_run(self, ctx: SpecContext, unit: RunUnit, key: str, name: str, train_path: str | None = None) -> RunHandle:
+        """The run's row and MLflow child, with the steps it evaluates at. `train_path`: the grouped path's
+        name for a run trained in a group (recorded in its config, provenance and MLflow params)."""
         spec, M = ctx.spec, METHODS[unit.method]
         steps = spec.training.steps
         schedule = set(mc.lld_schedule(steps))
@@ -344,9 +458,11 @@ class Engine:
         eval_steps = sorted(kl_steps | (schedule if M.iterative else set()) | (set(phases) if switches else set()))
         run_id = self.store.start_run(key=key, name=name, spec_hash=spec.spec_hash, method=unit.method, seed=unit.seed,
                                       parent_id=ctx.parent_id, job_id=self.job_id,
-                                      config={"eval_steps": eval_steps, **({"epoch_cap": cap} if cap else {})},
+                                      config={"eval_steps": eval_steps, **({"epoch_cap": cap} if cap else {}),
+                                              "train_path": train_path or "single"},
                                       tau_setting=tau_text(unit.tau_setting), tau=tau, target_model_id=ctx.target_id,
-                                      corpus_id=ctx.corpus.info.id, provenance=ctx.provenance)
+                                      corpus_id=ctx.corpus.info.id,
+                                      provenance={**ctx.provenance, "train_path": train_path or "single"})
         if tau is not None:  # a recipe's run inherits pass 1's resolved τ (also when the row existed)
             self.store.update_run_tau(run_id, tau)
         info = self.store.get_run(run_id)
@@ -355,7 +471,7 @@ class Engine:
                   **({"tau": tau} if tau is not None else {}),
                   "batch_size": spec.training.batch_size, "lr": spec.training.lr, "arch": spec.arch.model_dump_json(),
                   "corpus_hash": ctx.corpus.info.content_hash, "spec_hash": spec.spec_hash,
-                  "numerics_version": NUMERICS_VERSION}
+                  "numerics_version": NUMERICS_VERSION, "train_path": train_path or "single"}
         mlflow_id = self.tracker.start_child(ctx.mlflow_parent, name, params,
                                              tags={"lldmix.method": unit.method, **provenance.mlflow_tags(ctx.provenance)},
                                              run_id=info.mlflow_run_id)
@@ -382,8 +498,11 @@ class Engine:
         base_id = register_model(self.store, lm, f"{ctx.spec.name}.base.seed{unit.seed}.{lm.fingerprint()[:8]}")
         return lm, loss_fn, base_id
 
-    def _train_student(self, ctx: SpecContext, run: RunHandle, lm: LanguageModel, loss_fn, key: str, claim: str,
-                       done_before: int) -> None:
+    def _run_parts(self, ctx: SpecContext, run: RunHandle, key: str, claim: str, done_before: int,
+                   group_size: int = 1) -> RunParts:
+        """What trains a run besides its model: its training settings, the Evaluator (with its Reweighter)
+        called at its evaluation steps, the StepLogger, its checkpoint. In a group of `group_size` runs
+        progress counts every member's steps."""
         spec, unit = ctx.spec, run.unit
         steps = spec.training.steps
 
@@ -394,18 +513,25 @@ class Engine:
         reweighter = Reweighter(run.method, unit.tau_setting, run.tau, ctx.prior, set(mc.lld_schedule(steps)), steps,
                                 lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge, on_tau, run.switches)
         sub = subsample(ctx.corpus, spec.lld.estimate_texts_per_domain, unit.seed) if run.method.iterative else None
-        services = RunServices(self.store, self.tracker, self.log, self.progress, self.fraction, self.heartbeat,
+        fraction = self.fraction if group_size == 1 else \
+            (lambda done: self.fraction(done_before + (done - done_before) * group_size))
+        services = RunServices(self.store, self.tracker, self.log, self.progress, fraction, self.heartbeat,
                                self.samples_for)
-        evaluator = Evaluator(services, ctx, run, reweighter, sub, done_before)
         on_step = StepLogger(services, run, claim, steps, spec.training.checkpoint_every, done_before, flush_before_checkpoint,
                              ctx.corpus.domains, spec.training.batch_size * spec.training.grad_accum * spec.arch.block_size,
                              {d: ctx.corpus.streams.n_tokens(d) for d in ctx.corpus.domains})
+        return RunParts(self.models.train_config(spec, steps, unit.seed), Evaluator(services, ctx, run, reweighter, sub, done_before),
+                        on_step, self.settings.checkpoints_dir / key[:16] / "last.pt")
+
+    def _train_student(self, ctx: SpecContext, run: RunHandle, lm: LanguageModel, loss_fn, key: str, claim: str,
+                       done_before: int) -> None:
+        """Train one run's student alone (`train.train`, via ModelStages for torchrun's other ranks)."""
+        p = self._run_parts(ctx, run, key, claim, done_before)
         distill = {"teacher": self.models.recipes["target"], "objective": run.method.distill_objective,
-                   "params": dict(spec.distill.params)} if run.method.needs_teacher else {}
-        self.models.train(self.models.recipes["base"], lm, ctx.corpus, self.models.train_config(spec, steps, unit.seed), run.weights,
-                    eval_steps=run.eval_steps, on_eval=evaluator, on_step=on_step,
-                    checkpoint_path=self.settings.checkpoints_dir / key[:16] / "last.pt",
-                    should_stop=self.should_stop, loss_fn=loss_fn, **distill)
+                   "params": dict(ctx.spec.distill.params)} if run.method.needs_teacher else {}
+        self.models.train(self.models.recipes["base"], lm, ctx.corpus, p.cfg, run.weights,
+                          eval_steps=run.eval_steps, on_eval=p.on_eval, on_step=p.on_step, checkpoint_path=p.checkpoint_path,
+                          should_stop=self.should_stop, loss_fn=loss_fn, **distill)
 
     def _close_run(self, ctx: SpecContext, run: RunHandle, lm: LanguageModel, base_id: int) -> None:
         spec, steps = ctx.spec, ctx.spec.training.steps

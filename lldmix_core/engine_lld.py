@@ -60,9 +60,10 @@ class LLDStages:
         return f"{spec.name}.{method}.seed{seed}{suffix}"
 
     def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting,
-                  target_id: int, method: str) -> tuple[np.ndarray, float | None]:
+                  target_id: int, method: str, pass1_path: str | None = None) -> tuple[np.ndarray, float | None]:
         """`method`'s fixed recipe (pass 2): the geometric (or arithmetic) mean of its pass 1's weights at the
         schedule steps, or a registry estimator of pass 1's Δ_t (METHODS[method].aggregates names pass 1).
+        `pass1_path`: the training path pass 1 took (its run key says it; None: one model at a time).
 
         τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
         if is_inf(tau_setting):
@@ -77,7 +78,7 @@ class LLDStages:
             return prior, math.inf
         pass1_method = METHODS[method].aggregates
         found = self.store.get_run_by_key(run_key(spec.spec_hash, corpus.info.content_hash, seed, pass1_method,
-                                                  tau_setting, target_id))
+                                                  tau_setting, target_id, pass1_path))
         pass1 = [found] if found is not None and found.status == "finished" else []
         if not pass1:
             raise UserError(f"{method} needs a finished {pass1_method} run (pass 1) with the same seed")

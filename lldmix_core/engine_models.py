@@ -6,7 +6,11 @@ A collaborator of the engine: it writes models and their stages to the store, ne
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
 
 import torch
 
@@ -18,7 +22,24 @@ from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nano
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config
 from lldmix_core.spec import ModelRef, RunSpec, content_hash, strip_twin_default
 from lldmix_core.tokenizers import get_tokenizer
+from lldmix_core.procgroup import world
 from lldmix_core.train import TrainConfig, train
+from lldmix_core.train_group import TRAIN_PATH, GroupMember, train_group
+
+
+class FixedJob(NamedTuple):
+    """One fixed-weights NanoGPT to train (a target, a twin target, a pretrained base)."""
+
+    role: str
+    key: str  # the content key of its stage
+    path: Path  # where the trained model is saved
+    name: str
+    init_lm: LanguageModel  # the initial model, trained in place
+    init: ModelRecipe  # how torchrun's other ranks rebuild it
+    tcfg: TrainConfig
+    weights: np.ndarray  # [K] its fixed training mixture
+    truth: dict  # {domain: weight}, the same mixture by name
+    grouped: bool  # trained on the grouped path (a twin whose runs train in groups)
 
 
 def _device() -> torch.device:
@@ -35,12 +56,8 @@ class ModelStages:
         self.progress, self.should_stop = progress, should_stop
         self.recipes: dict[str, ModelRecipe] = {}  # role -> how to rebuild that model
 
-    def train_fixed(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str,
-                    seed: int | None = None) -> tuple[LanguageModel, int, dict]:
-        """Train a NanoGPT with fixed weights (a target like CodeNanoGPT, or a pretrained base); cached by key.
-
-        A twin target (`train.twin`) is trained for `seed` from that seed's base (its initial model, the
-        run's seed and so the runs' per-domain batch order, the runs' training settings and budget)."""
+    def _fixed_job(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str, seed: int | None) -> FixedJob:
+        """What training `role`'s fixed-weights NanoGPT means: its content key, file, name, settings, initial model."""
         t = ref.train
         weights = mixture(corpus.domains, t.weights, t.multipliers, f"{role}.train.weights")
         truth = dict(zip(corpus.domains, map(float, weights)))
@@ -48,7 +65,7 @@ class ModelStages:
         cfg = nanogpt_config(spec.arch, tok)
         settings = {"role": role, "train": strip_twin_default(t.model_dump(mode="json")), "arch": cfg.to_dict(),
                     "tok": tok.identity, "data": corpus.train_identity,
-                    "optim": spec.training.model_dump(mode="json", exclude={"steps"})}
+                    "optim": spec.training.model_dump(mode="json", exclude={"steps", "group"})}  # group: keyed by train_path
         if t.twin:
             if seed is None:
                 raise ValueError("a twin target is trained per seed")
@@ -56,45 +73,81 @@ class ModelStages:
             init = self.recipes["base"]
             settings.update(init=init_lm.fingerprint(), seed=seed, steps=spec.training.steps)
             tcfg = self.train_config(spec, spec.training.steps, seed)
+            if spec.training.group and world()[1] == 1:  # as its runs train: the oracle then reproduces it bit for bit
+                settings["train_path"] = TRAIN_PATH
         else:
-            init_lm, init = None, ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed)
+            init_lm, init = new_nanogpt(cfg, spec.tokenizer, t.seed), ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed)
             tcfg = self.train_config(spec, t.steps, t.seed, lr=t.lr, batch_size=t.batch_size)
         key = content_hash(settings)
         path = self.settings.home / "models" / f"{role}-{key[:16]}.pt"
         name = f"{spec.name}.{role}.{key[:8]}" if not t.twin else f"{spec.name}.{role}.twin-seed{seed}.{key[:8]}"
-        done = self.store.get_stage(key)
-        if done is None or not path.is_file():
-            with self.claims.exclusive(key, f"train-{role}") as mine:
+        return FixedJob(role, key, path, name, init_lm, init, tcfg, weights, truth, "train_path" in settings)
+
+    def _trained(self, job: FixedJob) -> bool:
+        return self.store.get_stage(job.key) is not None and job.path.is_file()
+
+    def train_fixed(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str,
+                    seed: int | None = None) -> tuple[LanguageModel, int, dict]:
+        """Train a NanoGPT with fixed weights (a target like CodeNanoGPT, or a pretrained base); cached by key.
+
+        A twin target (`train.twin`) is trained for `seed` from that seed's base (its initial model, the
+        run's seed and so the runs' per-domain batch order, the runs' training settings and budget)."""
+        job = self._fixed_job(spec, corpus, ref, role, seed)
+        if not self._trained(job):
+            with self.claims.exclusive(job.key, f"train-{role}") as mine:
                 if mine:
-                    lm = init_lm if init_lm is not None else new_nanogpt(cfg, spec.tokenizer, t.seed)
-                    return self._train_fixed_now(spec, corpus, role, key, path, name, lm, init, tcfg, weights, truth)
-            done = self.store.get_stage(key)  # another worker trained it while we waited
-        self.log(f"{role}: found trained model {done['model_name']} in the database (stage {key[:8]}), not retraining")
-        self.recipes[role] = ModelRecipe.load("nanogpt", path)
-        return load_nanogpt(path), int(done["model_id"]), truth
+                    self._train_fixed_now(spec, corpus, [job])
+                    return job.init_lm, int(self.store.get_stage(job.key)["model_id"]), job.truth
+        done = self.store.get_stage(job.key)  # trained earlier, or by another worker while we waited
+        self.log(f"{role}: found trained model {done['model_name']} in the database (stage {job.key[:8]}), not retraining")
+        self.recipes[role] = ModelRecipe.load("nanogpt", job.path)
+        return load_nanogpt(job.path), int(done["model_id"]), job.truth
 
-    def _train_fixed_now(self, spec, corpus, role, key, path, name, lm, init: ModelRecipe, tcfg: TrainConfig,
-                         weights, truth) -> tuple[LanguageModel, int, dict]:
-        cfg = lm.config
-        self.log(f"{role}: training NanoGPT ({cfg['n_layer']}×{cfg['n_embd']}) for {tcfg.steps} steps (seed "
-                 f"{tcfg.seed}) with weights " + ", ".join(f"{d} {w:.3f}" for d, w in truth.items()))
-        self.progress(0.0, f"training {role}")
-        lm.module.to(_device())
-        ckpt = self.settings.checkpoints_dir / f"{role}-{key[:16]}" / "last.pt"
+    def train_twins(self, spec: RunSpec, corpus: PreparedCorpus, seeds) -> None:
+        """Every seed's twin target not trained yet, trained together in one group (train_group.py; a
+        member's numbers do not depend on its group, so each equals the twin trained alone)."""
+        with ExitStack() as claims:
+            todo = []
+            for seed in seeds:
+                job = self._fixed_job(spec, corpus, spec.target, "target", seed)
+                if job.grouped and not self._trained(job) and claims.enter_context(self.claims.exclusive(job.key, "train-target")):
+                    todo.append(job)
+            if todo:
+                self._train_fixed_now(spec, corpus, todo)
 
-        def on_step(s, loss, lr, d):
-            self.claims.heartbeat(key)
-            if (s + 1) % 50 == 0:
-                self.progress(0.0, f"training {role}: step {s + 1}/{tcfg.steps}, loss {loss:.3f} nats/token")
+    def _train_fixed_now(self, spec, corpus, jobs: list[FixedJob]) -> None:
+        """Train `jobs` (one, or twins together on the grouped path), save, register and finish their stages."""
+        for job in jobs:
+            cfg, tcfg = job.init_lm.config, job.tcfg
+            self.log(f"{job.role}: training NanoGPT ({cfg['n_layer']}×{cfg['n_embd']}) for {tcfg.steps} steps (seed "
+                     f"{tcfg.seed}) with weights " + ", ".join(f"{d} {w:.3f}" for d, w in job.truth.items()))
+            job.init_lm.module.to(_device())
+        self.progress(0.0, f"training {jobs[0].role}" + (f" ({len(jobs)} twins together)" if len(jobs) > 1 else ""))
 
-        self.train(init, lm, corpus, tcfg, weights, checkpoint_path=ckpt, should_stop=self.should_stop, on_step=on_step)
-        lm.module.to("cpu")
-        save_nanogpt(lm, path, truth=truth)
-        model_id = register_model(self.store, lm, name, source=str(path))
-        self.recipes[role] = ModelRecipe.load("nanogpt", path)
-        self.store.finish_stage(key, kind=f"train-{role}", spec_hash=spec.spec_hash,
-                                result={"model_id": model_id, "model_name": name, "path": str(path), "weights": truth})
-        return lm, model_id, truth
+        def on_step_of(job: FixedJob):
+            def on_step(s, loss, lr, d):
+                self.claims.heartbeat(job.key)
+                if (s + 1) % 50 == 0:
+                    self.progress(0.0, f"training {job.role}: step {s + 1}/{job.tcfg.steps}, loss {loss:.3f} nats/token")
+            return on_step
+
+        ckpt = [self.settings.checkpoints_dir / f"{j.role}-{j.key[:16]}" / "last.pt" for j in jobs]
+        if jobs[0].grouped:  # the path its twin runs train on (train_group.py)
+            train_group([GroupMember(j.init_lm, j.tcfg, j.weights, on_step=on_step_of(j), checkpoint_path=c)
+                         for j, c in zip(jobs, ckpt)], corpus.streams, corpus.domains, should_stop=self.should_stop)
+        else:
+            [job] = jobs
+            self.train(job.init, job.init_lm, corpus, job.tcfg, job.weights, checkpoint_path=ckpt[0],
+                       should_stop=self.should_stop, on_step=on_step_of(job))
+        for job in jobs:
+            lm = job.init_lm
+            lm.module.to("cpu")
+            save_nanogpt(lm, job.path, truth=job.truth)
+            model_id = register_model(self.store, lm, job.name, source=str(job.path))
+            self.recipes[job.role] = ModelRecipe.load("nanogpt", job.path)
+            self.store.finish_stage(job.key, kind=f"train-{job.role}", spec_hash=spec.spec_hash,
+                                    result={"model_id": model_id, "model_name": job.name, "path": str(job.path),
+                                            "weights": job.truth})
 
     def train(self, recipe: ModelRecipe, lm: LanguageModel, corpus: PreparedCorpus, cfg: TrainConfig, weights, *,
                teacher: ModelRecipe | None = None, objective: str | None = None, params: dict | None = None, **kw):

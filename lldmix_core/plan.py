@@ -66,6 +66,40 @@ def run_plan(spec: RunSpec) -> list[RunUnit]:
     return plan
 
 
+MAX_GROUP_BYTES = 4 * 2**30  # activations of one training group (fp32), a bound for 24 GiB machines
+
+
+def groupable(spec: RunSpec, method: str) -> bool:
+    """Whether `method`'s runs of `spec` may train in a group (train_group.py): training.group is on, the
+    base is a NanoGPT lldmix builds or reads from a file (random, trained first, or a NanoGPT checkpoint
+    path; a database `model` may be a Hugging Face model, so it trains alone) and no teacher is involved."""
+    b = spec.base
+    return spec.training.group and b.kind == "nanogpt" and b.model is None and not METHODS[method].needs_teacher
+
+
+def max_group(spec: RunSpec) -> int:
+    """Models per training group, bounded by their activations' memory (≈ MAX_GROUP_BYTES in all, fp32:
+    per model batch · context · (layers · 34 · d + 12 · vocabulary) bytes, the logits and their gradients
+    included)."""
+    a, o = spec.arch, spec.training
+    vocab = a.vocab_size or get_tokenizer(spec.tokenizer).vocab_size
+    per_model = o.batch_size * o.grad_accum * a.block_size * (a.n_layer * 34 * a.n_embd + 12 * vocab)
+    return max(1, MAX_GROUP_BYTES // per_model)
+
+
+def training_batches(plan: list[RunUnit], groupable, max_group: int) -> list[tuple[list[RunUnit], bool]]:
+    """The plan as (units, grouped) batches in an order that respects its dependencies: the groupable
+    runs that need no other run (pass 1, fixed mixtures, the oracle) as groups of at most `max_group`,
+    then the groupable runs that aggregate pass 1's weights, then every other run alone in plan order
+    (distillation may draw from an aggregated recipe, so it comes last). `groupable(unit)` says
+    whether a run can train in a group."""
+    first = [u for u in plan if groupable(u) and METHODS[u.method].aggregates is None]
+    second = [u for u in plan if groupable(u) and METHODS[u.method].aggregates is not None]
+    size = max(1, max_group)
+    batches = [(wave[i:i + size], True) for wave in (first, second) for i in range(0, len(wave), size)]
+    return batches + [([u], False) for u in plan if not groupable(u)]
+
+
 def is_inf(tau) -> bool:
     return isinstance(tau, float) and math.isinf(tau)
 
@@ -129,6 +163,15 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
     for name, flops in stages:
         lines.append(f"    {name:<28} ≈ {_human(flops, 'FLOP')}, peak memory ≈ {_human(mem, 'B')}")
     lines.append(f"  total ≈ {_human(sum(f for _, f in stages), 'FLOP')} (training only; scoring adds ≈ 2·params·tokens per evaluation)")
+    plan = run_plan(spec)
+    batches = training_batches(plan, lambda u: groupable(spec, u.method), max_group(spec))
+    grouped = [b for b, g in batches if g]
+    if grouped:
+        lines.append(f"  training: {sum(map(len, grouped))} run(s) in {len(grouped)} group(s) of up to {max_group(spec)} "
+                     "models trained together (training.group; --no-group: one at a time)"
+                     + (f", {len(batches) - len(grouped)} alone" if len(batches) > len(grouped) else ""))
+    else:
+        lines.append("  training: one model at a time" + ("" if spec.training.group else " (training.group: false)"))
     if store is not None:
         done = [r for r in store.list_runs(spec_hash=spec.spec_hash) if r.status == "finished" and not is_parent_row(r.method)]
         lines.append(f"  already in the database: {len(done)} finished run(s) of this spec"

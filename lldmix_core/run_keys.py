@@ -5,7 +5,8 @@ Encoding (stable: changing it orphans every stored run): the sha256 of the canon
     {"spec_hash": the spec's result-changing content, "seed": int, "method": registry name,
      "tau": str(τ setting) — "1.0", "inf", "auto", or the text "None" for a method without τ,
      "target": the target model's database id, "corpus": the evaluation corpus's content hash,
-     "numerics": provenance.NUMERICS_VERSION, and for distillation methods "distill_loss": 2}
+     "numerics": provenance.NUMERICS_VERSION, for distillation methods "distill_loss": 2, and for a run
+     trained in a group (train_group.py) "train": train_group.TRAIN_PATH — absent for the one-model path}
 (`content_hash` in spec.py: sorted keys, no whitespace). tests/test_run_keys.py pins the quickstart's and
 the replication's keys.
 """
@@ -17,11 +18,14 @@ from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.spec import content_hash
 
 
-def run_key(spec_hash: str, corpus_hash: str, seed: int, method: str, tau_setting, target_id: int) -> str:
-    """The run's key (64 hex characters); see the module docstring for the encoding."""
+def run_key(spec_hash: str, corpus_hash: str, seed: int, method: str, tau_setting, target_id: int,
+            train_path: str | None = None) -> str:
+    """The run's key (64 hex characters); see the module docstring for the encoding. `train_path`: the
+    grouped path's name when the run trains in a group (its numbers differ in the last bits), else None."""
     # each spec owns its runs (the Compare page groups by spec); trained targets are shared by content.
     # The numerics version keys too: results of code whose numbers differ are never reused.
     return content_hash({"spec_hash": spec_hash, "seed": seed, "method": method, "tau": str(tau_setting),
                          "target": target_id, "corpus": corpus_hash, "numerics": NUMERICS_VERSION,
                          # v2: the student normalised over its padded rows (runs of v1 are not reused)
-                         **({"distill_loss": 2} if METHODS[method].needs_teacher else {})})
+                         **({"distill_loss": 2} if METHODS[method].needs_teacher else {}),
+                         **({"train": train_path} if train_path else {})})

@@ -100,6 +100,10 @@ class OptimSpec(_Strict):
     eps: float = Field(1e-8, gt=0)
     grad_clip: float = Field(1.0, ge=0)  # 0 = off
     checkpoint_every: int = Field(100, ge=1)  # steps between resumable checkpoints
+    # train the runs of a spec that can share a step (NanoGPT bases, no teacher) as one group
+    # (lldmix_core/train_group.py); false: one model at a time. Not in the spec hash: the run keys say
+    # which path trained a run (run_keys.run_key), so the same spec's runs of either path never mix.
+    group: bool = True
 
     @field_validator("betas")
     @classmethod
@@ -414,6 +418,7 @@ class RunSpec(_Strict):
     @property
     def spec_hash(self) -> str:
         dump = self.model_dump(mode="json", exclude={"description", "tracking"})
+        dump["training"].pop("group")  # the training path keys the runs instead (run_keys.run_key)
         if not self.downstream.tasks:
             dump.pop("downstream")  # an option at its default leaves existing specs' hashes (and caches) alone
         if self.corpus.eval_total is None:
