@@ -1,14 +1,14 @@
 """Grouped training against one model at a time, side by side in one run (issue #26, item 1).
 
-    python bench/train_group.py [--models 6] [--steps 20] [--rounds 3] [--sizes 64,128] [--cell]
+    python bench/train_group.py [--models 6] [--steps 20] [--rounds 3] [--sizes 64,128] [--cell runs/ladder.yaml:S-100-twin]
 
 Per size (2 layers × d, byte vocabulary, context 256, batch 16, as the benchmark's cells), in
 interleaved rounds: `--models` NanoGPTs trained one after another by `train.train`, and the same
 models trained together by `train_group.train_group`; tokens/s per model-token and GFLOP/s
 (6 · parameters · tokens, attention left out) beside the machine's fp32 matmul throughput measured
-in the same run. `--cell` also times a whole cell end to end (runs/ladder-smoke.yaml's first cell at
-full size: uniform and oracle × 3 seeds with a twin target per seed, evaluation included) with
-training.group on and off, each in a fresh LLDMIX_HOME.
+in the same run. `--cell FILE:CELL` also times one benchmark cell end to end (`lldmix run FILE --cells
+CELL`; e.g. the ladder's S-100-twin: uniform and oracle × 3 seeds, a twin target per seed, for each of
+its two truths, evaluation included) with training.group on and off, each in a fresh LLDMIX_HOME.
 Goals: grouped ≥ 2× one-at-a-time per model-token at 2×64; a cell ≥ 3× faster.
 """
 
@@ -82,13 +82,14 @@ def compare_training(d: int, models: int, steps: int, rounds: int) -> dict:
     return out
 
 
-def time_cell(group: bool) -> float:
-    """Wall seconds of `lldmix run` on the ladder's first cell (full size) in a fresh home."""
+def time_cell(cell: str, group: bool) -> float:
+    """Wall seconds of `lldmix run FILE --cells CELL` (cell = "FILE:CELL") in a fresh home."""
+    path, _, name = cell.partition(":")
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "LLDMIX_HOME": str(Path(tmp) / "home"), "LLDMIX_DB_URL": "", "MLFLOW_TRACKING_URI": ""}
         subprocess.run([sys.executable, "-m", "lldmix_core.cli", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
-        args = [sys.executable, "-m", "lldmix_core.cli", "run", "runs/ladder-smoke.yaml", "--no-mlflow"]
+        args = [sys.executable, "-m", "lldmix_core.cli", "run", path, "--no-mlflow"] + (["--cells", name] if name else [])
         t0 = time.perf_counter()
         subprocess.run(args + ([] if group else ["--no-group"]), cwd=ROOT, env=env, check=True, capture_output=True)
         return time.perf_counter() - t0
@@ -100,7 +101,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="64,128")
-    ap.add_argument("--cell", action="store_true")
+    ap.add_argument("--cell", default="", help="FILE:CELL of a benchmark file to time end to end on both paths")
     args = ap.parse_args()
     setup_threads()
     load0 = os.getloadavg()
@@ -122,8 +123,8 @@ def main() -> None:
     for d, ratio, (lo, hi) in ratios:
         print(f"grouped / one at a time at 2×{d}: {ratio:.2f}× per model-token (rounds {lo:.2f}–{hi:.2f}×; goal at 2×64: ≥ 2×)")
     if args.cell:
-        one, grouped = time_cell(False), time_cell(True)
-        print(f"cell runs/ladder-smoke.yaml end to end: one at a time {one:.0f} s, grouped {grouped:.0f} s: "
+        one, grouped = time_cell(args.cell, False), time_cell(args.cell, True)
+        print(f"cell {args.cell} end to end: one at a time {one:.0f} s, grouped {grouped:.0f} s: "
               f"{one / grouped:.2f}× (goal ≥ 3×)")
     load1 = os.getloadavg()
     print(f"load average at the end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f}")
