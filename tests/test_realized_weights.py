@@ -95,8 +95,11 @@ def test_realized_tokens_are_the_batches_drawn(plain):
     student = [d for b, d in drawn if b == 3]  # every batch: the target's 4 steps, then each run's 8
     runs = {r.method: r for r in outcome.runs}
     assert len(student) == 4 + 8 + 8
-    order = [r.method for r in sorted(outcome.runs, key=lambda r: r.run_id)]  # the order they trained in
-    per_run = {m: student[4 + 8 * i:12 + 8 * i] for i, m in enumerate(order)}
+    order = [r.method for r in sorted(outcome.runs, key=lambda r: r.run_id)]  # the order they were opened in
+    if {store.get_run(r.run_id).provenance["train_path"] for r in outcome.runs} == {"single"}:
+        per_run = {m: student[4 + 8 * i:12 + 8 * i] for i, m in enumerate(order)}  # one run after the other
+    else:  # trained together: at every step each member draws its batch, in the group's order
+        per_run = {m: student[4 + i::len(order)] for i, m in enumerate(order)}
     for method, batches in per_run.items():
         mix = realized_of(store, runs[method].run_id)
         expected = Counter(batches)

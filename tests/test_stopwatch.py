@@ -67,7 +67,8 @@ tracking: {mlflow: false}
         Engine(store, settings, verbose=True).run(spec)
         wall = time.perf_counter() - t0
     out = capsys.readouterr().out
-    runs = re.findall(r"^  time: (.*); total ([\d.]+) s$", out, flags=re.M)
+    # "  time: …" under a run trained alone, "<run name>: time: …" for each run of a group
+    runs = re.findall(r"^(?:  |\S+: )time: (.*); total ([\d.]+) s$", out, flags=re.M)
     assert len(runs) == 2, out
     for parts, total in runs:
         seconds = {k: float(v) for k, v in re.findall(r"([^,]+?) ([\d.]+) s \(\d+%\)", parts)}
