@@ -96,7 +96,7 @@ def sampled_pairs(parent_id: int, reference: str, v: str) -> pd.DataFrame:
         if r["seed"] not in refs.index:
             continue
         u = refs.loc[r["seed"]]
-        row = {"run_id": r["run_id"], "method": r["method"], "tau": r["tau"], "seed": r["seed"],
+        row = {"run_id": r["run_id"], "method": r["method"], "tau_setting": r["tau_setting"], "seed": r["seed"],
                "diff": r["bits_per_byte"] - u["bits_per_byte"], "se": float("nan")}
         if r["corpus_id"] == u["corpus_id"]:
             within = paired_sampled_difference(st_, int(r["corpus_id"]), int(r["model_id"]), int(u["model_id"]))

@@ -13,14 +13,14 @@ from lldmix_core.domain_manifest import PROVENANCE_KEY, of_texts
 from lldmix_core.errors import UserError
 from lldmix_core.estimators import CONDITIONING, ESTIMATORS, conditioning
 from lldmix_core.gram import exact_gram, sketched_gram
-from lldmix_core.methods import METHODS, tau_text
+from lldmix_core.methods import METHODS
 from lldmix_core.models import LanguageModel
 from lldmix_core.pass1 import pass1_of
-from lldmix_core.plan import is_inf
 from lldmix_core.prepare import PreparedCorpus, mixture
 from lldmix_core.repetition import cap_recipe, run_budget_tokens
 from lldmix_core.run_keys import run_key
 from lldmix_core.spec import RunSpec
+from lldmix_core.tau import Tau
 from lldmix_core.train import lm_loss
 
 
@@ -54,23 +54,22 @@ class LLDStages:
 
     # ------------------------------------------------------------------ aggregated-LLD
     @staticmethod
-    def recipe_name(spec: RunSpec, seed: int, tau_setting, method: str) -> str:
+    def recipe_name(spec: RunSpec, seed: int, tau_setting: Tau, method: str) -> str:
         """The stored recipe of `method` (an aggregating method) for this seed and τ setting."""
-        suffix = f".tau{tau_setting}" if len(spec.lld.taus) > 1 else ""
-        return f"{spec.name}.{method}.seed{seed}{suffix}"
+        return f"{spec.name}.{method}.seed{seed}" + tau_setting.name_suffix(len(spec.lld.taus) > 1)
 
-    def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting,
+    def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting: Tau,
                   target_id: int, method: str) -> tuple[np.ndarray, float | None]:
         """`method`'s fixed recipe (pass 2): the geometric (or arithmetic) mean of its pass 1's weights at the
         schedule steps, or a registry estimator of pass 1's Δ_t (METHODS[method].aggregates names pass 1).
 
         τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
-        if is_inf(tau_setting):
+        if tau_setting.is_inf:
             K = len(corpus.domains)
             prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
             self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting, method), method=f"{method}-tau-inf",
                                    weights=dict(zip(corpus.domains, map(float, prior))),
-                                   provenance={"method": method, "tau_setting": "inf", "seed": seed,
+                                   provenance={"method": method, "tau_setting": tau_setting.text, "seed": seed,
                                                "note": "tau = inf: the prior by definition, no pass 1",
                                                "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash,
                                                PROVENANCE_KEY: corpus_manifest(corpus)})
@@ -110,7 +109,7 @@ class LLDStages:
         target = self.store.get_run(pass1[0].id)
         provenance = {**extra, "budget_tokens": budget, "unique_tokens": unique,
             "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
-            "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
+            "tau": _finite_or_str(target.tau), "tau_setting": tau_setting.text, "unit": spec.lld.unit, "steps_aggregated": schedule,
             "aggregation": spec.lld.aggregation, "method": method, "seed": seed,
             "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
             PROVENANCE_KEY: corpus_manifest(corpus),  # versioned domains: names and the data behind them

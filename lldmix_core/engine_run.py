@@ -27,6 +27,7 @@ from lldmix_core.sampled_eval import SampleSet, sampled_kl_of
 from lldmix_core.scoring import score_texts
 from lldmix_core.spec import RunSpec
 from lldmix_core.stopwatch import Stopwatch
+from lldmix_core.tau import Tau
 
 
 @dataclass
@@ -68,7 +69,7 @@ class RunHandle:
     unit: RunUnit
     method: MethodDef
     weights: np.ndarray  # [K] the initial (or the whole run's fixed) mixture
-    tau: float | None  # resolved τ (None until an iterative run resolves it)
+    tau: float | None  # the resolved τ where known at the start (None: no τ, or "auto" until its first estimate)
     kl_steps: set[int]
     sampled_steps: set[int]
     eval_steps: list[int]
@@ -78,10 +79,11 @@ class RunHandle:
 
 class Reweighter:
     """New domain weights at the LLD schedule steps: softmax(Δ/τ)·prior, or with G⁻¹Δ for adjusted-LLD.
-    Resolves τ ("auto" from the spread of Δ) at its first estimate and reports it once. A phased recipe's
-    run gets its next phase's weights at the phase's first step (`switches`) instead."""
+    Resolves τ ("auto" from the spread of Δ) at its first estimate when the engine did not know it
+    (`tau` None) and reports it once through `on_tau` (tau.record_resolved). A phased recipe's run gets
+    its next phase's weights at the phase's first step (`switches`) instead."""
 
-    def __init__(self, method: MethodDef, tau_setting, tau: float | None, prior: np.ndarray, schedule: set[int],
+    def __init__(self, method: MethodDef, tau_setting: Tau, tau: float | None, prior: np.ndarray, schedule: set[int],
                  total_steps: int, gram: Callable[[LanguageModel], np.ndarray], ridge: float,
                  on_tau: Callable[[float], None], switches: dict[int, np.ndarray] | None = None):
         self.method, self.tau_setting, self.tau, self.prior = method, tau_setting, tau, prior
@@ -100,7 +102,7 @@ class Reweighter:
         if not self.wants(step):
             return None
         if self.tau is None:
-            self.tau = mc.resolve_tau(self.tau_setting, delta)
+            self.tau = self.tau_setting.resolve(delta)
             self.on_tau(self.tau)
         new = self.method.behaviour.reweight(delta, self.tau, self.prior, current, lambda: self.gram(lm), self.ridge)
         self.last_gram = new.gram

@@ -23,13 +23,14 @@ from lldmix_core.methods import METHODS as REGISTRY
 from lldmix_core.mixture_file import resolve_mixture_file
 from lldmix_core.recipe_check import check_weights
 from lldmix_core.recipe_file import recipe_file_fields
+from lldmix_core.tau import Tau
 from lldmix_core.yaml_strict import NoDuplicatesLoader as _NoDuplicatesLoader  # noqa: F401 (benchmark/suite imports it here)
 
 MIXTURE_METHODS = tuple(n for n, m in REGISTRY.items() if not m.needs_teacher)
 DISTILL_METHODS = tuple(n for n, m in REGISTRY.items() if m.needs_teacher)
 METHODS = tuple(REGISTRY)
 Method = Literal[METHODS]  # type: ignore[valid-type]  # the registry's names, in its order
-Tau = Union[float, Literal["auto"]]
+TauField = Union[float, Literal["auto"]]  # as written in a spec; read through LLDSpec.taus (tau.Tau)
 
 
 class _Strict(BaseModel):
@@ -222,7 +223,7 @@ def _check_simplex(v):
 
 
 class LLDSpec(_Strict):
-    tau: Tau | tuple[Tau, ...] = 1.0  # a list sweeps τ (Table 2); .inf means uniform
+    tau: TauField | tuple[TauField, ...] = 1.0  # a list sweeps τ (Table 2); .inf means uniform
     unit: Literal["token", "byte"] = "token"  # Δ in nats/token (the paper) or nats/byte (tokenizer-free)
     prior: dict[str, float] | None = None  # default uniform
     # How aggregated-LLD turns pass 1 into its recipe: the paper's geometric mean (default), the
@@ -314,8 +315,10 @@ class LLDSpec(_Strict):
         return self
 
     @property
-    def taus(self) -> tuple:
-        return self.tau if isinstance(self.tau, tuple) else (self.tau,)
+    def taus(self) -> tuple[Tau, ...]:
+        """The τ settings in the spec's order, as the one τ type (lldmix_core/tau.py). `tau` itself stays the
+        field as written (a number, "auto" or a list of them): the spec's hash is computed from it."""
+        return tuple(Tau.of(t) for t in (self.tau if isinstance(self.tau, tuple) else (self.tau,)))
 
 
 class DistillSpec(_Strict):

@@ -22,8 +22,8 @@ all_kl = data.kl_rows(parent, v)
 if all_kl.empty:
     st.info("No evaluations recorded for this spec yet.")
     st.stop()
-several_taus = all_kl["tau"].dropna().nunique() > 1  # the τ settings (text; None where a method has no τ)
-all_kl["label"] = [run_label(m, t, several_taus) for m, t in zip(all_kl["method"], all_kl["tau"])]
+several_taus = all_kl["tau_setting"].dropna().nunique() > 1  # the τ settings (text; None where a method has no τ)
+all_kl["label"] = [run_label(m, t, several_taus) for m, t in zip(all_kl["method"], all_kl["tau_setting"])]
 kl = all_kl[all_kl["estimator"].str.startswith("modelmap")]
 sampled = all_kl[all_kl["estimator"] == "sampled"]
 REFERENCE = baseline_method()  # uniform
@@ -42,7 +42,7 @@ if not sampled.empty:
         row = {"method": label, "seeds": int(r["seeds"]), "sampled KL (bits/byte)": round(r["kl"], 4),
                "sd over seeds": r["sd"], "se of one seed's draws": round(r["se"], 4)}
         p_ = pairs[[run_label(m, t, several_taus) == label
-                    for m, t in zip(pairs["method"], pairs["tau"])]] if not pairs.empty else pairs
+                    for m, t in zip(pairs["method"], pairs["tau_setting"])]] if not pairs.empty else pairs
         if not p_.empty:
             ref = fin[fin["method"] == REFERENCE].set_index("seed")["bits_per_byte"]
             mine = fin[fin["label"] == label].set_index("seed")["bits_per_byte"]
