@@ -1,5 +1,6 @@
 """The LLD-specific stages of the engine: the domain Gram matrix (adjusted-LLD), the aggregated-LLD
-recipe from pass 1's weights (or the prior at τ = ∞), and the first pass's estimation subsample."""
+recipe from pass 1's stored Δ_t through the estimator registry (or the prior at τ = ∞), and the first
+pass's estimation subsample."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import math
 import numpy as np
 import torch
 
-from lldmix_core import mathcore as mc
 from lldmix_core.domain_manifest import PROVENANCE_KEY, of_texts
 from lldmix_core.errors import UserError
-from lldmix_core.estimators import CONDITIONING, ESTIMATORS, conditioning
+from lldmix_core.estimators import CONDITIONING, aggregation_estimator, conditioning
 from lldmix_core.gram import exact_gram, sketched_gram
 from lldmix_core.methods import METHODS
 from lldmix_core.models import LanguageModel
@@ -60,8 +60,10 @@ class LLDStages:
 
     def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting: Tau,
                   target_id: int, method: str) -> tuple[np.ndarray, float | None]:
-        """`method`'s fixed recipe (pass 2): the geometric (or arithmetic) mean of its pass 1's weights at the
-        schedule steps, or a registry estimator of pass 1's Δ_t (METHODS[method].aggregates names pass 1).
+        """`method`'s fixed recipe (pass 2) and pass 1's resolved τ: the registry estimator lld.aggregation names
+        (estimators.aggregation_estimator; the default `geometric` is `paper`, the geometric mean of
+        softmax(Δ_t/τ)·prior over pass 1's schedule steps: the weights pass 1 trained with) applied to pass 1's
+        stored Δ_t (and G_t). METHODS[method].aggregates names pass 1.
 
         τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
         if tau_setting.is_inf:
@@ -80,27 +82,21 @@ class LLDStages:
         pass1 = [found] if found is not None and found.status == "finished" else []
         if not pass1:
             raise UserError(f"{method} needs a finished {pass1_method} run (pass 1) with the same seed")
-        per_step = self.store.get_weights(pass1[0].id)
-        schedule = [s for s in mc.lld_schedule(spec.training.steps) if s in per_step]
         name = spec.lld.aggregation
-        extra = {}
-        if name in ("geometric", "arithmetic"):
-            W = np.array([[per_step[s][d] for d in corpus.domains] for s in schedule])
-            agg = mc.aggregate_geometric(W) if name == "geometric" else mc.aggregate_arithmetic(W)
-        else:  # a registry estimator, from pass 1's stored Δ_t (and G_t)
-            est = ESTIMATORS[name]
-            p = pass1_of(self.store, pass1[0], spec, corpus.domains)
-            if p is None or not est.available(p):
-                raise UserError(f"lld.aggregation {name}: pass 1 (run {pass1[0].id}) stored no Δ_t"
-                                + ("/G_t" if "gram" in est.needs else "") + " (it was made by an older lldmix or "
-                                "without lld.record_gram); give the spec a new name to rerun pass 1")
-            agg = est.fn(p)
-            extra = {"estimator": name, "estimator_description": est.description}
-            if est.phases is not None:  # a phased recipe (two-stage): pass 2 trains its phases, in this order
-                extra["phases"] = [{"until": float(u), "weights": dict(zip(corpus.domains, map(float, w)))}
-                                   for u, w in est.phases(p)]
-            if name in CONDITIONING:
-                extra["gram_conditioning"] = conditioning(p, *CONDITIONING[name])
+        est = aggregation_estimator(name)
+        p = pass1_of(self.store, pass1[0], spec, corpus.domains)
+        if p is None or not est.available(p):
+            raise UserError(f"lld.aggregation {name}: pass 1 (run {pass1[0].id}) stored no Δ_t"
+                            + ("/G_t" if "gram" in est.needs else "") + " (it was made by an older lldmix or "
+                            "without lld.record_gram); give the spec a new name to rerun pass 1")
+        schedule = [int(s) for s in p.steps]
+        agg = est.fn(p)
+        extra = {"estimator": est.name, "estimator_description": est.description}
+        if est.phases is not None:  # a phased recipe (two-stage): pass 2 trains its phases, in this order
+            extra["phases"] = [{"until": float(u), "weights": dict(zip(corpus.domains, map(float, w)))}
+                               for u, w in est.phases(p)]
+        if est.name in CONDITIONING:
+            extra["gram_conditioning"] = conditioning(p, *CONDITIONING[est.name])
         budget, unique = run_budget_tokens(spec), {d: corpus.streams.n_tokens(d) for d in corpus.domains}
         if spec.lld.max_epochs is not None:  # capped before it is stored, so export and pass 2 use the same recipe
             capped, note = cap_recipe(dict(zip(corpus.domains, map(float, agg))), budget, unique, spec.lld.max_epochs)

@@ -35,8 +35,8 @@ class Recipe(Behaviour):
 
 
 class Aggregate(Behaviour):
-    """The recipe aggregated from this seed's pass 1 (lld.aggregation: the geometric mean of its weights at
-    the schedule steps, or a registry estimator, possibly phased), stored under the method's recipe name."""
+    """The recipe aggregated from this seed's pass 1 (lld.aggregation: an estimator of the registry, the
+    default `geometric` being the paper's geometric mean; possibly phased), stored under the method's recipe name."""
 
     kind = "aggregate"
     makes_recipe = True
