@@ -34,6 +34,7 @@ from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core import provenance
 from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, RunServices, SpecContext, StepLogger
+from lldmix_core.kl_rows import MODELMAP, SAMPLED, last_kl
 from lldmix_core.behaviours import MixtureInputs
 from lldmix_core.methods import METHODS, PARENT_ROW
 from lldmix_core.outcomes import Cancelled, RunOutcome, SpecOutcome
@@ -444,8 +445,7 @@ class Engine:
     def _outcome(self, run_id: int, unit: RunUnit, skipped: bool = False) -> RunOutcome:
         """The run's final model-map and sampled KL, and the weights that stand for it."""
         rows = self.store.get_kl(run_id)
-        last = max((r for r in rows if r.estimator.startswith("modelmap")), key=lambda r: r.step, default=None)
-        sampled = max((r for r in rows if r.estimator == "sampled"), key=lambda r: r.step, default=None)
+        last, sampled = last_kl(rows, MODELMAP), last_kl(rows, SAMPLED)
         weights = self.store.get_weights(run_id)
         # the weights that stand for the run: a fixed mixture's first (= every) step, a re-weighted run's last
         w_last = weights[(min if METHODS[unit.method].shows == "first" else max)(weights)] if weights else {}

@@ -18,6 +18,7 @@ import numpy as np
 
 from lldmix_core import mathcore as mc
 from lldmix_core.evaluate import ScoredModel, domain_means, register_model, score_model
+from lldmix_core.kl_rows import SAMPLED, modelmap_name
 from lldmix_core.methods import MethodDef
 from lldmix_core.models import LanguageModel
 from lldmix_core.plan import RunUnit
@@ -170,7 +171,7 @@ class Evaluator:
         kl = mc.kl_pair(scored.loglik, target_ll, clip=ctx.spec.kl.clip)
         kl_bpb = float(mc.nats_per_text_to_bits_per_byte(kl, float(texts.n_bytes.mean())))
         gap = float(mc.loglik_gap_bits_per_byte(scored.loglik, target_ll, texts.n_bytes))
-        estimator = "modelmap" if ctx.spec.kl.clip == 0 else f"modelmap-clip{ctx.spec.kl.clip:g}"
+        estimator = modelmap_name(ctx.spec.kl.clip)
         store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
                       corpus_id=ctx.corpus.info.id, nats_per_text=float(kl), bits_per_byte=kl_bpb,
                       gap_bits_per_byte=gap, estimator=estimator)
@@ -185,7 +186,7 @@ class Evaluator:
         res = sampled_kl_of(self.services.store, sset, ctx.target_lm, lm, model_id)
         self.services.store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
                                   corpus_id=sset.corpus_id, nats_per_text=res.nats_per_text, bits_per_byte=res.bits_per_byte,
-                                  gap_bits_per_byte=None, estimator="sampled", stderr_bits_per_byte=res.stderr_bits_per_byte,
+                                  gap_bits_per_byte=None, estimator=SAMPLED, stderr_bits_per_byte=res.stderr_bits_per_byte,
                                   n_samples=res.n_samples)
         self.services.log(f"  step {step:>6}: sampled KL to target {res.bits_per_byte:.4f} ± {res.stderr_bits_per_byte:.4f} "
                         f"bits/byte ({res.n_samples} draws)")
