@@ -390,10 +390,11 @@ class Engine:
         spec, unit = ctx.spec, run.unit
         steps = spec.training.steps
 
+        def on_tau(tau: float) -> None:
+            record_resolved(self.store, self.tracker, run.run_id, run.mlflow_id, tau)
+
         reweighter = Reweighter(run.method, unit.tau_setting, run.tau, ctx.prior, set(mc.lld_schedule(steps)), steps,
-                                lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge,
-                                lambda tau: record_resolved(self.store, self.tracker, run.run_id, run.mlflow_id, tau),
-                                run.switches)
+                                lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge, on_tau, run.switches)
         sub = subsample(ctx.corpus, spec.lld.estimate_texts_per_domain, unit.seed) if run.method.iterative else None
         services = RunServices(self.store, self.tracker, self.log, self.progress, self.fraction, self.heartbeat,
                                self.samples_for)
