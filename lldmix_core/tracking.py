@@ -218,10 +218,10 @@ class MlflowTracker(NullTracker):
         kids = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
                                        max_results=10_000, order_by=["attributes.start_time ASC"])
         rows = [{"run_id": r.info.run_id, "run_name": r.info.run_name, "method": r.data.params.get("method"),
-                 "seed": r.data.params.get("seed"), "tau": r.data.params.get("tau_setting")} for r in kids]
+                 "seed": r.data.params.get("seed"), "tau_setting": r.data.params.get("tau_setting")} for r in kids]
         self.client.log_dict(parent_id, {"children": rows}, "children.json")
-        md = ["| run | method | seed | τ | run id |", "|---|---|---|---|---|"]
-        md += [f"| {r['run_name']} | {r['method']} | {r['seed']} | {r['tau']} | [{r['run_id']}](#/experiments/"
+        md = ["| run | method | seed | τ setting | run id |", "|---|---|---|---|---|"]
+        md += [f"| {r['run_name']} | {r['method']} | {r['seed']} | {r['tau_setting'] or '—'} | [{r['run_id']}](#/experiments/"
                f"{self.experiment_id}/runs/{r['run_id']}) |" for r in rows]
         self.client.log_text(parent_id, "\n".join(md) + "\n", "children.md")
         self.client.set_tag(parent_id, "lldmix.children", str(len(rows)))
