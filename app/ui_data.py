@@ -11,6 +11,7 @@ import streamlit as st
 
 from lldmix_core.config import get_settings
 from lldmix_core.errors import UserError
+from lldmix_core.kl_rows import SAMPLED, is_kind
 
 
 @st.cache_resource(show_spinner="Opening the database…")
@@ -70,6 +71,15 @@ def kl_rows(parent_id: int, v: str) -> pd.DataFrame:
     return pd.DataFrame([dataclasses.asdict(r) for r in store().kl_rows(parent_id)])
 
 
+def last_per_run(kl: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Each run's row of `kind` ("modelmap" or "sampled", kl_rows.is_kind) at its latest step, from a
+    kl_rows frame: the table form of kl_rows.last_kl (empty when no row is of that kind)."""
+    if kl.empty:
+        return kl
+    of = kl[kl["estimator"].map(lambda e: is_kind(e, kind)) & kl["step"].notna()]
+    return of.loc[of.groupby("run_id")["step"].idxmax()] if not of.empty else of
+
+
 @st.cache_data(ttl=60)
 def truth(model_id: int, v: str) -> dict[str, float] | None:
     """The weights a target was trained with (known when lldmix trained it)."""
@@ -86,17 +96,16 @@ def sampled_pairs(parent_id: int, reference: str, v: str) -> pd.DataFrame:
     kl = kl_rows(parent_id, v)
     if kl.empty:
         return pd.DataFrame()
-    sam = kl[kl["estimator"] == "sampled"]
-    if sam.empty:
+    final = last_per_run(kl, SAMPLED)
+    if final.empty:
         return pd.DataFrame()
-    final = sam.loc[sam.groupby("run_id")["step"].idxmax()]
     refs = final[final["method"] == reference].set_index("seed")
     out = []
     for _, r in final[final["method"] != reference].iterrows():
         if r["seed"] not in refs.index:
             continue
         u = refs.loc[r["seed"]]
-        row = {"run_id": r["run_id"], "method": r["method"], "tau": r["tau"], "seed": r["seed"],
+        row = {"run_id": r["run_id"], "method": r["method"], "tau_setting": r["tau_setting"], "seed": r["seed"],
                "diff": r["bits_per_byte"] - u["bits_per_byte"], "se": float("nan")}
         if r["corpus_id"] == u["corpus_id"]:
             within = paired_sampled_difference(st_, int(r["corpus_id"]), int(r["model_id"]), int(u["model_id"]))
@@ -312,8 +321,7 @@ def seed_pairs(parent_id: int, v: str) -> list:
     kl = kl_rows(parent_id, v)
     if kl.empty:
         return []
-    sam = kl[kl["estimator"] == "sampled"]
-    fin = sam.loc[sam.groupby("run_id")["step"].idxmax()]
+    fin = last_per_run(kl, SAMPLED)
     runs_ = [SimpleNamespace(run_id=int(r["run_id"]), method=r["method"], seed=int(r["seed"]),
                              final_model_id=int(r["model_id"])) for _, r in fin.iterrows()]
     return stored_seed_pairs(store(), runs_)

@@ -23,6 +23,7 @@ import numpy as np
 
 from lldmix_core import mathcore as mc
 from lldmix_core.evaluate import load_stored_model
+from lldmix_core.kl_rows import MODELMAP, SAMPLED, is_kind, last_kl
 from lldmix_core.outcomes import SpecOutcome
 from lldmix_core.sampled_eval import model_sample_logliks, target_samples
 
@@ -54,8 +55,9 @@ def pairs_on_the_map(store, home: Path, checkpoints_dir: Path, outcome: SpecOutc
     runs = sorted((r for r in outcome.runs if r.seed == seed and r.final_model_id), key=lambda r: r.method)
     if len(runs) < 2:
         return None
-    final_rows = [max((k for k in store.get_kl(r.run_id) if k.estimator.startswith("modelmap")), key=lambda k: k.step)
-                  for r in runs]
+    final_rows = [last_kl(store.get_kl(r.run_id), MODELMAP) for r in runs]
+    if any(k is None for k in final_rows):
+        return None  # a run without a model-map row has no point on the map
     target_id, eval_corpus = final_rows[0].reference_model_id, final_rows[0].corpus_id
     ids = [target_id] + [k.model_id for k in final_rows]
     labels = ("target", *(r.method for r in runs))
@@ -91,8 +93,8 @@ def along_trajectories(store, outcome: SpecOutcome) -> list[TrajectoryAgreement]
     out = []
     for r in sorted(outcome.runs, key=lambda r: (r.seed, r.method)):
         rows = store.get_kl(r.run_id)
-        mm = {k.step: k.bits_per_byte for k in rows if k.estimator.startswith("modelmap")}
-        sm = {k.step: k.bits_per_byte for k in rows if k.estimator == "sampled"}
+        mm = {k.step: k.bits_per_byte for k in rows if is_kind(k.estimator, MODELMAP)}
+        sm = {k.step: k.bits_per_byte for k in rows if is_kind(k.estimator, SAMPLED)}
         steps = tuple(sorted(set(mm) & set(sm)))
         if len(steps) < 2:
             continue

@@ -38,8 +38,9 @@ from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
 from lldmix_core.distill import check_same_tokenizer, distill_loss_fn
 from lldmix_core import provenance
 from lldmix_core.engine_run import Evaluator, Reweighter, RunHandle, RunServices, SpecContext, StepLogger
+from lldmix_core.kl_rows import MODELMAP, SAMPLED, last_kl
 from lldmix_core.behaviours import MixtureInputs
-from lldmix_core.methods import METHODS, PARENT_ROW, tau_text
+from lldmix_core.methods import METHODS, PARENT_ROW
 from lldmix_core.outcomes import Cancelled, RunOutcome, SpecOutcome
 from lldmix_core.provenance import NUMERICS_VERSION
 from lldmix_core.sampled_eval import SampleSet, sampled_steps, target_samples
@@ -47,6 +48,7 @@ from lldmix_core.noise_floor import seed_pair_kls
 from lldmix_core.run_keys import run_key
 from lldmix_core.spec import RunSpec, content_hash
 from lldmix_core.stopwatch import Stopwatch
+from lldmix_core.tau import record_resolved
 
 from lldmix_core.tokenizers import get_tokenizer, refuse_custom_code
 from lldmix_core.repetition import epoch_capped, format_cap
@@ -278,7 +280,7 @@ class Engine:
     def _key_and_name(self, ctx: SpecContext, unit: RunUnit, train_path: str | None) -> tuple[str, str]:
         spec, (seed, method, tau_setting) = ctx.spec, unit
         key = self._run_key(spec, ctx.corpus, seed, method, tau_setting, ctx.target_id, train_path)
-        name = f"{spec.name}.{method}.seed{seed}" + (f".tau{tau_setting}" if len(spec.lld.taus) > 1 and tau_setting is not None else "")
+        name = f"{spec.name}.{method}.seed{seed}" + tau_setting.name_suffix(len(spec.lld.taus) > 1)
         return key, name
 
     def _finished(self, key: str, name: str, unit: RunUnit, steps: int) -> RunOutcome | None:
@@ -460,15 +462,15 @@ class Engine:
                                       parent_id=ctx.parent_id, job_id=self.job_id,
                                       config={"eval_steps": eval_steps, **({"epoch_cap": cap} if cap else {}),
                                               "train_path": train_path or "single"},
-                                      tau_setting=tau_text(unit.tau_setting), tau=tau, target_model_id=ctx.target_id,
+                                      tau_setting=unit.tau_setting.text, target_model_id=ctx.target_id,
                                       corpus_id=ctx.corpus.info.id,
                                       provenance={**ctx.provenance, "train_path": train_path or "single"})
-        if tau is not None:  # a recipe's run inherits pass 1's resolved τ (also when the row existed)
-            self.store.update_run_tau(run_id, tau)
         info = self.store.get_run(run_id)
+        # the resolved τ where known before training: a recipe's run inherits pass 1's, a number is itself,
+        # a resumed "auto" run keeps the one it resolved (else the Reweighter resolves it at its first estimate)
+        tau = next((t for t in (tau, unit.tau_setting.number, info.tau) if t is not None), None)
         params = {"method": unit.method, "seed": unit.seed, "steps": steps, "unit": spec.lld.unit,
-                  **({"tau_setting": tau_text(unit.tau_setting)} if unit.tau_setting is not None else {}),
-                  **({"tau": tau} if tau is not None else {}),
+                  **({"tau_setting": unit.tau_setting.text} if not unit.tau_setting.is_none else {}),
                   "batch_size": spec.training.batch_size, "lr": spec.training.lr, "arch": spec.arch.model_dump_json(),
                   "corpus_hash": ctx.corpus.info.content_hash, "spec_hash": spec.spec_hash,
                   "numerics_version": NUMERICS_VERSION, "train_path": train_path or "single"}
@@ -477,7 +479,8 @@ class Engine:
                                              run_id=info.mlflow_run_id)
         if mlflow_id and not info.mlflow_run_id:
             self.store.set_mlflow_run_id(run_id, mlflow_id)
-        self.tracker.log_resolved_tau(mlflow_id, tau)
+        if tau is not None:
+            record_resolved(self.store, self.tracker, run_id, mlflow_id, tau)
         if cap:
             self.tracker.log_dict(mlflow_id, cap, "epoch_cap.json")
             self.log(f"{name}: {format_cap(cap)}")
@@ -507,8 +510,7 @@ class Engine:
         steps = spec.training.steps
 
         def on_tau(tau: float) -> None:
-            self.store.update_run_tau(run.run_id, tau)
-            self.tracker.log_resolved_tau(run.mlflow_id, tau)
+            record_resolved(self.store, self.tracker, run.run_id, run.mlflow_id, tau)
 
         reweighter = Reweighter(run.method, unit.tau_setting, run.tau, ctx.prior, set(mc.lld_schedule(steps)), steps,
                                 lambda m: self._gram(spec, m, ctx.corpus), spec.lld.gram.ridge, on_tau, run.switches)
@@ -570,8 +572,7 @@ class Engine:
     def _outcome(self, run_id: int, unit: RunUnit, skipped: bool = False) -> RunOutcome:
         """The run's final model-map and sampled KL, and the weights that stand for it."""
         rows = self.store.get_kl(run_id)
-        last = max((r for r in rows if r.estimator.startswith("modelmap")), key=lambda r: r.step, default=None)
-        sampled = max((r for r in rows if r.estimator == "sampled"), key=lambda r: r.step, default=None)
+        last, sampled = last_kl(rows, MODELMAP), last_kl(rows, SAMPLED)
         weights = self.store.get_weights(run_id)
         # the weights that stand for the run: a fixed mixture's first (= every) step, a re-weighted run's last
         w_last = weights[(min if METHODS[unit.method].shows == "first" else max)(weights)] if weights else {}

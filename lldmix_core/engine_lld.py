@@ -1,5 +1,6 @@
 """The LLD-specific stages of the engine: the domain Gram matrix (adjusted-LLD), the aggregated-LLD
-recipe from pass 1's weights (or the prior at τ = ∞), and the first pass's estimation subsample."""
+recipe from pass 1's stored Δ_t through the estimator registry (or the prior at τ = ∞), and the first
+pass's estimation subsample."""
 
 from __future__ import annotations
 
@@ -8,19 +9,18 @@ import math
 import numpy as np
 import torch
 
-from lldmix_core import mathcore as mc
 from lldmix_core.domain_manifest import PROVENANCE_KEY, of_texts
 from lldmix_core.errors import UserError
-from lldmix_core.estimators import CONDITIONING, ESTIMATORS, conditioning
+from lldmix_core.estimators import CONDITIONING, aggregation_estimator, conditioning
 from lldmix_core.gram import exact_gram, sketched_gram
-from lldmix_core.methods import METHODS, tau_text
+from lldmix_core.methods import METHODS
 from lldmix_core.models import LanguageModel
 from lldmix_core.pass1 import pass1_of
-from lldmix_core.plan import is_inf
 from lldmix_core.prepare import PreparedCorpus, mixture
 from lldmix_core.repetition import cap_recipe, run_budget_tokens
 from lldmix_core.run_keys import run_key
 from lldmix_core.spec import RunSpec
+from lldmix_core.tau import Tau
 from lldmix_core.train import lm_loss
 
 
@@ -54,24 +54,25 @@ class LLDStages:
 
     # ------------------------------------------------------------------ aggregated-LLD
     @staticmethod
-    def recipe_name(spec: RunSpec, seed: int, tau_setting, method: str) -> str:
+    def recipe_name(spec: RunSpec, seed: int, tau_setting: Tau, method: str) -> str:
         """The stored recipe of `method` (an aggregating method) for this seed and τ setting."""
-        suffix = f".tau{tau_setting}" if len(spec.lld.taus) > 1 else ""
-        return f"{spec.name}.{method}.seed{seed}{suffix}"
+        return f"{spec.name}.{method}.seed{seed}" + tau_setting.name_suffix(len(spec.lld.taus) > 1)
 
-    def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting,
+    def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting: Tau,
                   target_id: int, method: str, pass1_path: str | None = None) -> tuple[np.ndarray, float | None]:
-        """`method`'s fixed recipe (pass 2): the geometric (or arithmetic) mean of its pass 1's weights at the
-        schedule steps, or a registry estimator of pass 1's Δ_t (METHODS[method].aggregates names pass 1).
-        `pass1_path`: the training path pass 1 took (its run key says it; None: one model at a time).
+        """`method`'s fixed recipe (pass 2) and pass 1's resolved τ: the registry estimator lld.aggregation names
+        (estimators.aggregation_estimator; the default `geometric` is `paper`, the geometric mean of
+        softmax(Δ_t/τ)·prior over pass 1's schedule steps: the weights pass 1 trained with) applied to pass 1's
+        stored Δ_t (and G_t). METHODS[method].aggregates names pass 1; `pass1_path`: the training path pass 1
+        took (its run key says it; None: one model at a time).
 
         τ = ∞ needs no pass 1: softmax(Δ/∞) is the prior at every step, and so is any mean of it."""
-        if is_inf(tau_setting):
+        if tau_setting.is_inf:
             K = len(corpus.domains)
             prior = mixture(corpus.domains, spec.lld.prior, None, "lld.prior") if spec.lld.prior else np.full(K, 1.0 / K)
             self.store.save_recipe(name=self.recipe_name(spec, seed, tau_setting, method), method=f"{method}-tau-inf",
                                    weights=dict(zip(corpus.domains, map(float, prior))),
-                                   provenance={"method": method, "tau_setting": "inf", "seed": seed,
+                                   provenance={"method": method, "tau_setting": tau_setting.text, "seed": seed,
                                                "note": "tau = inf: the prior by definition, no pass 1",
                                                "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash,
                                                PROVENANCE_KEY: corpus_manifest(corpus)})
@@ -82,27 +83,21 @@ class LLDStages:
         pass1 = [found] if found is not None and found.status == "finished" else []
         if not pass1:
             raise UserError(f"{method} needs a finished {pass1_method} run (pass 1) with the same seed")
-        per_step = self.store.get_weights(pass1[0].id)
-        schedule = [s for s in mc.lld_schedule(spec.training.steps) if s in per_step]
         name = spec.lld.aggregation
-        extra = {}
-        if name in ("geometric", "arithmetic"):
-            W = np.array([[per_step[s][d] for d in corpus.domains] for s in schedule])
-            agg = mc.aggregate_geometric(W) if name == "geometric" else mc.aggregate_arithmetic(W)
-        else:  # a registry estimator, from pass 1's stored Δ_t (and G_t)
-            est = ESTIMATORS[name]
-            p = pass1_of(self.store, pass1[0], spec, corpus.domains)
-            if p is None or not est.available(p):
-                raise UserError(f"lld.aggregation {name}: pass 1 (run {pass1[0].id}) stored no Δ_t"
-                                + ("/G_t" if "gram" in est.needs else "") + " (it was made by an older lldmix or "
-                                "without lld.record_gram); give the spec a new name to rerun pass 1")
-            agg = est.fn(p)
-            extra = {"estimator": name, "estimator_description": est.description}
-            if est.phases is not None:  # a phased recipe (two-stage): pass 2 trains its phases, in this order
-                extra["phases"] = [{"until": float(u), "weights": dict(zip(corpus.domains, map(float, w)))}
-                                   for u, w in est.phases(p)]
-            if name in CONDITIONING:
-                extra["gram_conditioning"] = conditioning(p, *CONDITIONING[name])
+        est = aggregation_estimator(name)
+        p = pass1_of(self.store, pass1[0], spec, corpus.domains)
+        if p is None or not est.available(p):
+            raise UserError(f"lld.aggregation {name}: pass 1 (run {pass1[0].id}) stored no Δ_t"
+                            + ("/G_t" if "gram" in est.needs else "") + " (it was made by an older lldmix or "
+                            "without lld.record_gram); give the spec a new name to rerun pass 1")
+        schedule = [int(s) for s in p.steps]
+        agg = est.fn(p)
+        extra = {"estimator": est.name, "estimator_description": est.description}
+        if est.phases is not None:  # a phased recipe (two-stage): pass 2 trains its phases, in this order
+            extra["phases"] = [{"until": float(u), "weights": dict(zip(corpus.domains, map(float, w)))}
+                               for u, w in est.phases(p)]
+        if est.name in CONDITIONING:
+            extra["gram_conditioning"] = conditioning(p, *CONDITIONING[est.name])
         budget, unique = run_budget_tokens(spec), {d: corpus.streams.n_tokens(d) for d in corpus.domains}
         if spec.lld.max_epochs is not None:  # capped before it is stored, so export and pass 2 use the same recipe
             capped, note = cap_recipe(dict(zip(corpus.domains, map(float, agg))), budget, unique, spec.lld.max_epochs)
@@ -111,7 +106,7 @@ class LLDStages:
         target = self.store.get_run(pass1[0].id)
         provenance = {**extra, "budget_tokens": budget, "unique_tokens": unique,
             "base": spec.base.model_dump(mode="json", exclude_none=True), "target": self.store.get_model(target.target_model_id).name,
-            "tau": _finite_or_str(target.tau), "tau_setting": tau_text(tau_setting), "unit": spec.lld.unit, "steps_aggregated": schedule,
+            "tau": _finite_or_str(target.tau), "tau_setting": tau_setting.text, "unit": spec.lld.unit, "steps_aggregated": schedule,
             "aggregation": spec.lld.aggregation, "method": method, "seed": seed,
             "corpus_hash": corpus.info.content_hash, "spec_hash": spec.spec_hash, "pass1_run_id": pass1[0].id,
             PROVENANCE_KEY: corpus_manifest(corpus),  # versioned domains: names and the data behind them

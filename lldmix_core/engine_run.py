@@ -18,6 +18,7 @@ import numpy as np
 
 from lldmix_core import mathcore as mc
 from lldmix_core.evaluate import ScoredModel, domain_means, register_model, score_model
+from lldmix_core.kl_rows import SAMPLED, modelmap_name
 from lldmix_core.methods import MethodDef
 from lldmix_core.models import LanguageModel
 from lldmix_core.plan import RunUnit
@@ -27,6 +28,7 @@ from lldmix_core.sampled_eval import SampleSet, sampled_kl_of
 from lldmix_core.scoring import score_texts
 from lldmix_core.spec import RunSpec
 from lldmix_core.stopwatch import Stopwatch
+from lldmix_core.tau import Tau
 
 
 @dataclass
@@ -68,7 +70,7 @@ class RunHandle:
     unit: RunUnit
     method: MethodDef
     weights: np.ndarray  # [K] the initial (or the whole run's fixed) mixture
-    tau: float | None  # resolved τ (None until an iterative run resolves it)
+    tau: float | None  # the resolved τ where known at the start (None: no τ, or "auto" until its first estimate)
     kl_steps: set[int]
     sampled_steps: set[int]
     eval_steps: list[int]
@@ -78,10 +80,11 @@ class RunHandle:
 
 class Reweighter:
     """New domain weights at the LLD schedule steps: softmax(Δ/τ)·prior, or with G⁻¹Δ for adjusted-LLD.
-    Resolves τ ("auto" from the spread of Δ) at its first estimate and reports it once. A phased recipe's
-    run gets its next phase's weights at the phase's first step (`switches`) instead."""
+    Resolves τ ("auto" from the spread of Δ) at its first estimate when the engine did not know it
+    (`tau` None) and reports it once through `on_tau` (tau.record_resolved). A phased recipe's run gets
+    its next phase's weights at the phase's first step (`switches`) instead."""
 
-    def __init__(self, method: MethodDef, tau_setting, tau: float | None, prior: np.ndarray, schedule: set[int],
+    def __init__(self, method: MethodDef, tau_setting: Tau, tau: float | None, prior: np.ndarray, schedule: set[int],
                  total_steps: int, gram: Callable[[LanguageModel], np.ndarray], ridge: float,
                  on_tau: Callable[[float], None], switches: dict[int, np.ndarray] | None = None):
         self.method, self.tau_setting, self.tau, self.prior = method, tau_setting, tau, prior
@@ -100,7 +103,7 @@ class Reweighter:
         if not self.wants(step):
             return None
         if self.tau is None:
-            self.tau = mc.resolve_tau(self.tau_setting, delta)
+            self.tau = self.tau_setting.resolve(delta)
             self.on_tau(self.tau)
         new = self.method.behaviour.reweight(delta, self.tau, self.prior, current, lambda: self.gram(lm), self.ridge)
         self.last_gram = new.gram
@@ -168,7 +171,7 @@ class Evaluator:
         kl = mc.kl_pair(scored.loglik, target_ll, clip=ctx.spec.kl.clip)
         kl_bpb = float(mc.nats_per_text_to_bits_per_byte(kl, float(texts.n_bytes.mean())))
         gap = float(mc.loglik_gap_bits_per_byte(scored.loglik, target_ll, texts.n_bytes))
-        estimator = "modelmap" if ctx.spec.kl.clip == 0 else f"modelmap-clip{ctx.spec.kl.clip:g}"
+        estimator = modelmap_name(ctx.spec.kl.clip)
         store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
                       corpus_id=ctx.corpus.info.id, nats_per_text=float(kl), bits_per_byte=kl_bpb,
                       gap_bits_per_byte=gap, estimator=estimator)
@@ -183,7 +186,7 @@ class Evaluator:
         res = sampled_kl_of(self.services.store, sset, ctx.target_lm, lm, model_id)
         self.services.store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
                                   corpus_id=sset.corpus_id, nats_per_text=res.nats_per_text, bits_per_byte=res.bits_per_byte,
-                                  gap_bits_per_byte=None, estimator="sampled", stderr_bits_per_byte=res.stderr_bits_per_byte,
+                                  gap_bits_per_byte=None, estimator=SAMPLED, stderr_bits_per_byte=res.stderr_bits_per_byte,
                                   n_samples=res.n_samples)
         self.services.log(f"  step {step:>6}: sampled KL to target {res.bits_per_byte:.4f} ± {res.stderr_bits_per_byte:.4f} "
                         f"bits/byte ({res.n_samples} draws)")

@@ -156,8 +156,22 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in [
 ]}
 
 PAPER = next(n for n, e in ESTIMATORS.items() if e.paper)
+# lld.aggregation names a registry entry; `geometric` is the paper's entry under the name specs have used
+# since the first one (their default): kept as written, so spec hashes, run keys and recipe names stay
+AGGREGATION_ALIASES = {"geometric": PAPER}
 # the estimators whose recipe changes in phases during the run (two-stage): a run trained on one is phased
 PHASED_ESTIMATORS = frozenset(n for n, e in ESTIMATORS.items() if e.phases is not None)
+
+
+def aggregation_estimator(name: str) -> Estimator:
+    """The registry entry an `lld.aggregation` names (`geometric` is `paper`); KeyError for an unknown name."""
+    return ESTIMATORS[AGGREGATION_ALIASES.get(name, name)]
+
+
+def aggregation_names() -> tuple[str, ...]:
+    """The names a spec may give lld.aggregation: the aliases, then every registry entry that needs nothing
+    a spec lacks (the calibrated ones need a reference target, which only the recovery benchmark has)."""
+    return tuple(AGGREGATION_ALIASES) + tuple(n for n, e in ESTIMATORS.items() if "l_reference" not in e.needs)
 
 
 def estimate_all(p: Pass1) -> dict[str, np.ndarray]:

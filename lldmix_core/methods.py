@@ -3,7 +3,7 @@ and the dashboard (torchtitan's plain-dict style). Adding a method = one entry h
 (lldmix_core/behaviours/: how it chooses its mixture) of an existing kind or a new module there.
 Nothing outside this module compares method or kind names.
 
-Floor 1: imports only the pure behaviours (numpy, mathcore), no I/O.
+Floor 1: imports only the pure behaviours and the τ type (numpy, mathcore), no I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lldmix_core.behaviours import Adjusted, Aggregate, Behaviour, EmaIterative, Iterative, Prior, Recipe, Truth
+from lldmix_core.tau import NO_TAU, Tau
 
 # How a method chooses the training mixture (one behaviour object per kind, lldmix_core/behaviours/):
 #   Prior      the LLD prior (uniform unless lld.prior) for the whole run
@@ -101,14 +102,6 @@ def with_tau() -> tuple[str, ...]:
     return tuple(n for n, m in METHODS.items() if m.uses_tau)
 
 
-def tau_text(tau_setting) -> str | None:
-    """A normalised τ setting (float, "auto", math.inf or None) as the database and MLflow store it:
-    "auto", "inf", the float's text ("1.0"), or None where the method has no τ (never the text "None")."""
-    if tau_setting is None:
-        return None
-    return str(tau_setting)
-
-
 def _only(behaviour: Behaviour) -> str:
     (name,) = [n for n, m in METHODS.items() if m.behaviour is behaviour and not m.needs_teacher]
     return name
@@ -149,11 +142,12 @@ def reference_note(name: str) -> str:
     return f" (reference: needs {m.privileged})" if m is not None and m.privileged else ""
 
 
-def run_label(method: str, tau_setting, several_taus: bool) -> str:
+def run_label(method: str, tau_setting: Tau | str | None, several_taus: bool) -> str:
     """How a run is named in tables and legends: "aggregated-lld τ=0.1" where a spec has several τ
-    settings and the method has one (its text form, "None"/NaN meaning none), else the method's name."""
-    has_tau = tau_setting is not None and tau_setting == tau_setting and str(tau_setting) != "None"
-    return f"{method} τ={tau_setting}" if several_taus and has_tau else method
+    settings and the method has one, else the method's name. `tau_setting`: a Tau, or its stored text
+    (runs.tau_setting; None, or a table's empty cell NaN, for none)."""
+    t = NO_TAU if tau_setting is None or tau_setting != tau_setting else Tau.of(tau_setting)
+    return f"{method} τ={t.text}" if several_taus and not t.is_none else method
 
 
 def color_of(name: str) -> str:

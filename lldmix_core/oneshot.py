@@ -24,6 +24,7 @@ from lldmix_core import provenance
 from lldmix_core.db.store import Store
 from lldmix_core.domain_manifest import PROVENANCE_KEY, of_texts
 from lldmix_core.errors import UserError
+from lldmix_core.tau import Tau
 from lldmix_core.tracking import NullTracker
 
 METHOD = "from-models"
@@ -31,22 +32,15 @@ EXPERIMENT = "lldmix-recipes"
 UNITS = {"token": "nats/token", "byte": "nats/byte"}
 
 
-def parse_tau(text: str) -> float | str:
+def parse_tau(text: str) -> Tau:
     """τ as given on the command line: a number > 0, "auto" (the spread of Δ) or "inf" (the prior)."""
-    t = str(text).strip().lower()
-    if t == "auto":
-        return "auto"
     try:
-        v = float(t)
+        t = Tau.of(str(text))
     except ValueError:
         raise UserError(f"--tau {text!r}: give a number > 0, 'auto' or 'inf'") from None
-    if not v > 0 or math.isnan(v):
+    if t.is_none:
         raise UserError(f"--tau {text!r}: τ must be > 0 (or 'auto'; 'inf' gives the prior)")
-    return v
-
-
-def tau_setting_text(tau: float | str) -> str:
-    return "auto" if tau == "auto" else ("inf" if math.isinf(float(tau)) else repr(float(tau)))
+    return t
 
 
 @dataclass(frozen=True)
@@ -59,7 +53,7 @@ class OneShotRecipe:
     target_ll: np.ndarray
     delta: np.ndarray  # ℓ_target − ℓ_base
     tau: float  # resolved
-    tau_setting: str
+    tau_setting: str  # tau.Tau.text
     weights: np.ndarray
     scored: dict[str, bool] = field(default_factory=dict)  # "base"/"target" → True when a forward pass ran
     stored_new: bool = True  # False: the same recipe was already stored (nothing written, nothing logged)
@@ -88,7 +82,7 @@ def _vector(store: Store, checkpoints_dir: Path, model_id: int, corpus, texts, b
 
 
 def recipe_from_models(
-    store: Store, base: str, target: str, corpus: str, *, tau: float | str, unit: str = "token",
+    store: Store, base: str, target: str, corpus: str, *, tau: Tau | float | str, unit: str = "token",
     name: str | None = None, checkpoints_dir: Path, tracker: NullTracker | None = None, batch_tokens: int = 8192,
     score_missing: bool = True,
 ) -> OneShotRecipe:
@@ -100,7 +94,8 @@ def recipe_from_models(
     if unit == "token" and b.tokenizer_hash != t.tokenizer_hash:
         raise UserError(f"{b.name} and {t.name} have different tokenizers ({b.tokenizer}, {t.tokenizer}): nats/token "
                         "are not comparable across vocabularies; use --unit byte")
-    setting = tau_setting_text(tau)
+    tau = Tau.of(tau)
+    setting = tau.text
     name = name or default_name(b.name, t.name, unit, setting)
     _refuse_other_recipe(store, name)
     c = store.get_corpus(corpus)
@@ -112,7 +107,7 @@ def recipe_from_models(
         out[role] = (mc.domain_means(ll, nt, texts.n_bytes, texts.domains, domains, unit), computed)
     base_ll, target_ll = out["base"][0], out["target"][0]
     delta = target_ll - base_ll
-    tau_resolved = mc.resolve_tau(tau, delta)
+    tau_resolved = tau.resolve(delta)
     weights = mc.lld_weights(delta, tau_resolved)
     per = lambda v: {d: float(x) for d, x in zip(domains, v)}  # noqa: E731
     prov = {
@@ -133,7 +128,7 @@ def recipe_from_models(
     tracker = tracker or NullTracker()
     run_id = tracker.start_parent(name, {"method": METHOD, "base": b.name, "target": t.name,
                                          "base_fingerprint": b.fingerprint, "target_fingerprint": t.fingerprint,
-                                         "corpus_hash": c.content_hash, "unit": unit, "tau": setting,
+                                         "corpus_hash": c.content_hash, "unit": unit, "tau_setting": setting,
                                          "tau_resolved": repr(tau_resolved)},
                                   tags={"lldmix.method": METHOD})
     if run_id:

@@ -1,12 +1,16 @@
 """What a training or a spec comes back with, and the cancellation signal: on a low floor so the
 queue, the engine, the report and the tests import them without climbing to the engine or train.
 
-Floor 1: imports nothing of ours.
+Floor 1: imports nothing of ours (the τ type only for type checkers).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lldmix_core.tau import Tau
 
 
 class Cancelled(Exception):
@@ -18,7 +22,7 @@ class RunOutcome:
     run_id: int
     method: str
     seed: int
-    tau_setting: object  # the spec's normalised τ (float, "auto", math.inf; None where the method has none)
+    tau_setting: Tau  # the run's τ setting (tau.NO_TAU where the method has none)
     final_kl_nats_per_text: float
     final_kl_bits_per_byte: float
     final_gap_bits_per_byte: float

@@ -1,13 +1,20 @@
 """A finished pass 1 (an iterative-LLD run) as the estimators see it: its Δ_t (and G_t, when
 lld.record_gram was on) at every schedule step, read from the store's run_metrics (`delta/<domain>`,
 `gram/<i>/<j>`; i, j index the corpus's sorted domains). Used by the engine (aggregated-LLD with a
-registry estimator) and by the benchmark's leaderboard. No torch."""
+registry estimator) and by the benchmark's leaderboard. No torch.
+
+Pass 1's τ (`pass1_tau`): the resolved τ its row stores (runs.tau, written once by tau.record_resolved).
+A row without one (a run stopped before its first estimate wrote it) gets its setting (runs.tau_setting)
+resolved on its first stored Δ_t, which is what the run itself does at its first estimate; a row with
+neither is refused (UserError), never given a τ by default."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from lldmix_core.errors import UserError
 from lldmix_core.estimators import Pass1
+from lldmix_core.tau import Tau
 
 
 def pass1_of(store, run, spec, domains, l_target=None, l_reference=None) -> Pass1 | None:
@@ -32,5 +39,16 @@ def pass1_of(store, run, spec, domains, l_target=None, l_reference=None) -> Pass
     prior = np.full(K, 1.0 / K)
     if spec.lld.prior:
         prior = np.array([spec.lld.prior.get(d, 0.0) for d in domains])
-    return Pass1(np.array(steps), spec.training.steps, D, float(run.tau if run.tau is not None else 1.0), prior,
-                 G, l_target, l_reference)
+    return Pass1(np.array(steps), spec.training.steps, D, pass1_tau(run, D[0]), prior, G, l_target, l_reference)
+
+
+def pass1_tau(run, first_delta: np.ndarray) -> float:
+    """The τ pass 1 trained with (see the module docstring): runs.tau, else its setting resolved on
+    `first_delta` [K] (Δ at its first schedule step); UserError when the row records neither."""
+    if run.tau is not None:
+        return float(run.tau)
+    setting = Tau.of(run.tau_setting)
+    if setting.is_none:
+        raise UserError(f"run {run.id} ({run.name}) records no τ (neither runs.tau nor runs.tau_setting): "
+                        "its Δ_t cannot be turned into weights")
+    return setting.resolve(first_delta)

@@ -7,7 +7,6 @@ training memory ≈ 16 bytes/parameter (fp32 weights, grads, AdamW moments) + ac
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from lldmix_core.config import Settings, confine_path
 from lldmix_core.errors import UserError
 from lldmix_core.methods import METHODS, is_parent_row, run_label
 from lldmix_core.spec import RunSpec
+from lldmix_core.tau import NO_TAU, Tau
 from lldmix_core.tokenizers import get_tokenizer
 
 
@@ -37,12 +37,11 @@ TAU_METHODS = tuple(n for n, m in METHODS.items() if m.uses_tau)
 
 
 class RunUnit(NamedTuple):
-    """One run of the plan. `tau_setting` is normalised once by the spec: a float, "auto", math.inf,
-    or None where the method has no τ."""
+    """One run of the plan. `tau_setting`: the spec's τ setting (tau.Tau), NO_TAU where the method has none."""
 
     seed: int
     method: str
-    tau_setting: object
+    tau_setting: Tau
 
 
 def run_plan(spec: RunSpec) -> list[RunUnit]:
@@ -59,9 +58,9 @@ def run_plan(spec: RunSpec) -> list[RunUnit]:
     plan = []
     for seed in spec.seeds:
         for m in sorted(methods, key=lambda n: METHODS[n].order):
-            taus = spec.lld.taus if METHODS[m].uses_tau else (None,)
+            taus = spec.lld.taus if METHODS[m].uses_tau else (NO_TAU,)
             if m in pass1_only:
-                taus = [t for t in taus if not is_inf(t)]  # τ = ∞: the recipe is the prior, no pass 1
+                taus = [t for t in taus if not t.is_inf]  # τ = ∞: the recipe is the prior, no pass 1
             plan += [RunUnit(seed, m, t) for t in taus]
     return plan
 
@@ -98,10 +97,6 @@ def training_batches(plan: list[RunUnit], groupable, max_group: int) -> list[tup
     size = max(1, max_group)
     batches = [(wave[i:i + size], True) for wave in (first, second) for i in range(0, len(wave), size)]
     return batches + [([u], False) for u in plan if not groupable(u)]
-
-
-def is_inf(tau) -> bool:
-    return isinstance(tau, float) and math.isinf(tau)
 
 
 def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:

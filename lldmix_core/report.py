@@ -27,7 +27,7 @@ def _mean_sd(values: list[float]) -> str:
 
 def several_taus(outcome: SpecOutcome) -> bool:
     """Does the spec sweep τ (so runs are labelled "method τ=t")?"""
-    return len({r.tau_setting for r in outcome.runs if r.tau_setting is not None}) > 1
+    return len({r.tau_setting for r in outcome.runs if not r.tau_setting.is_none}) > 1
 
 
 def label_of(outcome: SpecOutcome, r) -> str:

@@ -17,19 +17,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lldmix_core.errors import UserError
-from lldmix_core.estimators import ESTIMATORS
+from lldmix_core.estimators import ESTIMATORS, aggregation_estimator, aggregation_names
 from lldmix_core.limits import MAX_DESCRIPTION_CHARS, MAX_SEED
 from lldmix_core.methods import METHODS as REGISTRY
 from lldmix_core.mixture_file import resolve_mixture_file
 from lldmix_core.recipe_check import check_weights
 from lldmix_core.recipe_file import recipe_file_fields
+from lldmix_core.tau import Tau
 from lldmix_core.yaml_strict import NoDuplicatesLoader as _NoDuplicatesLoader  # noqa: F401 (benchmark/suite imports it here)
 
 MIXTURE_METHODS = tuple(n for n, m in REGISTRY.items() if not m.needs_teacher)
 DISTILL_METHODS = tuple(n for n, m in REGISTRY.items() if m.needs_teacher)
 METHODS = tuple(REGISTRY)
 Method = Literal[METHODS]  # type: ignore[valid-type]  # the registry's names, in its order
-Tau = Union[float, Literal["auto"]]
+TauField = Union[float, Literal["auto"]]  # as written in a spec; read through LLDSpec.taus (tau.Tau)
 
 
 class _Strict(BaseModel):
@@ -226,12 +227,13 @@ def _check_simplex(v):
 
 
 class LLDSpec(_Strict):
-    tau: Tau | tuple[Tau, ...] = 1.0  # a list sweeps τ (Table 2); .inf means uniform
+    tau: TauField | tuple[TauField, ...] = 1.0  # a list sweeps τ (Table 2); .inf means uniform
     unit: Literal["token", "byte"] = "token"  # Δ in nats/token (the paper) or nats/byte (tokenizer-free)
     prior: dict[str, float] | None = None  # default uniform
-    # How aggregated-LLD turns pass 1 into its recipe: the paper's geometric mean (default), the
-    # arithmetic mean, or any estimator of lldmix_core/estimators.py (e.g. late50, adj-gcv), computed
-    # from pass 1's stored Δ_t (and G_t: the adjusted ones need record_gram)
+    # How aggregated-LLD turns pass 1 into its recipe: an estimator of lldmix_core/estimators.py, computed
+    # from pass 1's stored Δ_t (and G_t: the adjusted ones need record_gram). `geometric` (the default) is
+    # the registry's `paper` entry, the paper's geometric mean (estimators.AGGREGATION_ALIASES); others
+    # e.g. arithmetic, late50, adj-gcv
     aggregation: str = "geometric"
     gram: GramSpec = GramSpec()
     recipe: dict[str, float] | None = None  # the weights of method `fixed`
@@ -301,7 +303,7 @@ class LLDSpec(_Strict):
     @field_validator("aggregation")
     @classmethod
     def _aggregation(cls, v):
-        known = tuple(dict.fromkeys(("geometric", "arithmetic") + tuple(n for n, e in ESTIMATORS.items() if "l_reference" not in e.needs)))
+        known = aggregation_names()
         if v not in known:
             extra = " (the calibrated estimators need a reference target: the recovery benchmark has one)" \
                 if v in ESTIMATORS else ""
@@ -310,16 +312,18 @@ class LLDSpec(_Strict):
 
     @model_validator(mode="after")
     def _gram_recorded(self):
-        if self.aggregation in ESTIMATORS and "gram" in ESTIMATORS[self.aggregation].needs and not self.record_gram:
+        est = aggregation_estimator(self.aggregation)
+        if "gram" in est.needs and not self.record_gram:
             raise ValueError(f"aggregation {self.aggregation!r} needs pass 1's Gram matrices: set record_gram: true")
-        if self.max_epochs is not None and (self.phases or (self.aggregation in ESTIMATORS
-                                                            and ESTIMATORS[self.aggregation].phases is not None)):
+        if self.max_epochs is not None and (self.phases or est.phases is not None):
             raise ValueError("max_epochs: caps one-mixture recipes only, not phased ones (lld.phases, a phased aggregation)")
         return self
 
     @property
-    def taus(self) -> tuple:
-        return self.tau if isinstance(self.tau, tuple) else (self.tau,)
+    def taus(self) -> tuple[Tau, ...]:
+        """The τ settings in the spec's order, as the one τ type (lldmix_core/tau.py). `tau` itself stays the
+        field as written (a number, "auto" or a list of them): the spec's hash is computed from it."""
+        return tuple(Tau.of(t) for t in (self.tau if isinstance(self.tau, tuple) else (self.tau,)))
 
 
 class DistillSpec(_Strict):

@@ -28,6 +28,7 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core.atomic import atomic_write_bytes
 from lldmix_core.errors import UserError
+from lldmix_core.kl_rows import SAMPLED, last_kl
 from lldmix_core.methods import is_parent_row
 
 RATIOS, METRICS, METADATA = "ratios.csv", "metrics.csv", "metadata.json"
@@ -117,8 +118,7 @@ def _one_run(store, spec, run, corpus, domains) -> SwarmRun:
                         f"{missing[0]!r} of corpus {corpus.name}")
     ll_token = np.array([rows[d].nats_per_token for d in domains])
     bpb = np.array([-rows[d].nats_per_byte / math.log(2) for d in domains])
-    sampled = max((k for k in store.get_kl(run.id) if k.estimator == "sampled" and k.step is not None),
-                  key=lambda k: k.step, default=None)
+    sampled = last_kl(store.get_kl(run.id), SAMPLED)
     kl = sampled.bits_per_byte if sampled is not None else math.nan
     se = sampled.stderr_bits_per_byte if sampled is not None and sampled.stderr_bits_per_byte is not None else math.nan
     return SwarmRun(run.id, run.name, spec.name, spec.spec_hash, run.method, run.seed, run.tau_setting, run.git_commit,

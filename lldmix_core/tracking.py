@@ -193,7 +193,8 @@ class MlflowTracker(NullTracker):
             self.client.log_inputs(run_id, datasets=[ds])
 
     def log_resolved_tau(self, run_id, tau):
-        """τ as the engine resolved it (the `tau` param is τ as set, e.g. "auto"); call once it is known."""
+        """The resolved τ as the param `tau_resolved` (the param `tau_setting` is τ as set, tau.Tau.text, e.g.
+        "auto"); called by tau.record_resolved only."""
         if run_id and tau is not None:
             self.client.log_param(run_id, "tau_resolved", repr(float(tau)))
 
@@ -211,16 +212,16 @@ class MlflowTracker(NullTracker):
 
     def link_children(self, parent_id):
         """The parent lists its children: a `lldmix.children` tag (how many) and children.json /
-        children.md artifacts with each child's run id, name, method, seed and τ."""
+        children.md artifacts with each child's run id, name, method, seed and τ setting."""
         if not parent_id:
             return
         kids = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
                                        max_results=10_000, order_by=["attributes.start_time ASC"])
         rows = [{"run_id": r.info.run_id, "run_name": r.info.run_name, "method": r.data.params.get("method"),
-                 "seed": r.data.params.get("seed"), "tau": r.data.params.get("tau")} for r in kids]
+                 "seed": r.data.params.get("seed"), "tau_setting": r.data.params.get("tau_setting")} for r in kids]
         self.client.log_dict(parent_id, {"children": rows}, "children.json")
-        md = ["| run | method | seed | τ | run id |", "|---|---|---|---|---|"]
-        md += [f"| {r['run_name']} | {r['method']} | {r['seed']} | {r['tau']} | [{r['run_id']}](#/experiments/"
+        md = ["| run | method | seed | τ setting | run id |", "|---|---|---|---|---|"]
+        md += [f"| {r['run_name']} | {r['method']} | {r['seed']} | {r['tau_setting'] or '—'} | [{r['run_id']}](#/experiments/"
                f"{self.experiment_id}/runs/{r['run_id']}) |" for r in rows]
         self.client.log_text(parent_id, "\n".join(md) + "\n", "children.md")
         self.client.set_tag(parent_id, "lldmix.children", str(len(rows)))

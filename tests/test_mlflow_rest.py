@@ -76,7 +76,8 @@ def test_a_child_run_is_found_by_its_method_with_seed_recipe_and_dataset(server)
     run = found[0]
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-    assert params["seed"] == "0" and params["method"] == "aggregated-lld" and params["tau"] == "1.0"
+    assert params["seed"] == "0" and params["method"] == "aggregated-lld"
+    assert params["tau_setting"] == "1.0" and float(params["tau_resolved"]) == 1.0
     assert params["spec_name"] == "smoke" and len(params["spec_hash"]) >= 12 and len(params["corpus_hash"]) >= 12
     assert params["code_version"].startswith("0.")
     parent_id = tags["mlflow.parentRunId"]

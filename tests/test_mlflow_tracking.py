@@ -23,7 +23,7 @@ def test_children_carry_the_filterable_params_and_the_parent_lists_them(tracker)
 
     parent = tracker.start_parent("s", {"spec_hash": "h1", "corpus_hash": "c1", "tokenizer": "gpt2", "methods": "x,y"})
     tracker.log_eval_dataset(parent, ["t1", "t2", "t3"], ["a", "b", "a"], "/data/eval.jsonl", "s-eval")
-    kids = {m: tracker.start_child(parent, f"s.{m}.seed3", {"method": m, "seed": 3, "tau": "auto"})
+    kids = {m: tracker.start_child(parent, f"s.{m}.seed3", {"method": m, "seed": 3, "tau_setting": "auto"})
             for m in ("uniform", "aggregated-lld")}
     tracker.log_resolved_tau(kids["aggregated-lld"], 0.25)
     tracker.log_recipe(kids["aggregated-lld"], RECIPE)
@@ -34,7 +34,7 @@ def test_children_carry_the_filterable_params_and_the_parent_lists_them(tracker)
     p = hits[0].data.params
     assert {k: p[k] for k in INHERITED_PARAMS} == {"spec_name": "s", "spec_hash": "h1", "corpus_hash": "c1",
                                                    "code_version": code_version(), "tokenizer": "gpt2"}
-    assert p["tau"] == "auto" and float(p["tau_resolved"]) == 0.25 and p["recipe_name"] == RECIPE["name"]
+    assert p["tau_setting"] == "auto" and float(p["tau_resolved"]) == 0.25 and p["recipe_name"] == RECIPE["name"]
     assert "methods" not in p  # only the listed params are inherited
     assert hits[0].data.tags["mlflow.parentRunId"] == parent and hits[0].data.tags["lldmix.seed"] == "3"
     # filtering on the spec finds the children (the UI would otherwise show only the parent)

@@ -39,9 +39,10 @@ def test_a_tau_sweep_shows_each_labels_per_seed_values():
     (they were once looked up by method alone and printed as dashes)."""
     from lldmix_core.outcomes import RunOutcome, SpecOutcome
     from lldmix_core.results_doc import _final_kl_tables
+    from lldmix_core.tau import Tau
 
     def run(method, tau, seed, kl):
-        return RunOutcome(1, method, seed, tau, 1.0, 0.5, 0.0, {}, False, sampled_bits_per_byte=kl,
+        return RunOutcome(1, method, seed, Tau.of(tau), 1.0, 0.5, 0.0, {}, False, sampled_bits_per_byte=kl,
                           sampled_se_bits_per_byte=0.001)
 
     out = SpecOutcome("s", "h", 1, "c", "t", runs=[run("uniform", None, 0, 0.0300), run("aggregated-lld", 0.1, 0, 0.1500),

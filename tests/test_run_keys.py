@@ -37,3 +37,17 @@ def test_the_key_separates_what_changes_the_result():
               run_key("s" * 64, "c" * 64, 2, "uniform", None, 7), run_key("s" * 64, "c" * 64, 1, "oracle", None, 7),
               run_key("s" * 64, "c" * 64, 1, "uniform", 1.0, 7), run_key("s" * 64, "c" * 64, 1, "uniform", None, 8)]
     assert len({base, *others}) == 7
+
+
+def test_the_plans_units_key_as_pinned():
+    """The spec's τ reaches the key through the plan (spec.taus → RunUnit.tau_setting, a tau.Tau): the keys
+    of the quickstart's planned units are the pinned ones, so finished runs are still found."""
+    from lldmix_core.plan import run_plan
+
+    s = load_spec(ROOT / "runs" / "quickstart.yaml")
+    planned = {(u.method, u.tau_setting.value): run_key(s.spec_hash, "c" * 64, 1, u.method, u.tau_setting, 7)
+               for u in run_plan(s) if u.seed == s.seeds[0]}
+    pinned = {(m, t): k for (spec, m, t), k in PINNED.items() if spec == "quickstart"}
+    common = set(planned) & set(pinned)
+    assert common == {("uniform", None), ("iterative-lld", 1.0)}  # the quickstart's methods at its τ = 1.0
+    assert all(planned[c] == pinned[c] for c in common)

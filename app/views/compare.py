@@ -7,6 +7,7 @@ import ui_charts as charts
 import ui_data as data
 from lldmix_core import mathcore as mc
 from lldmix_core.headroom import summarise
+from lldmix_core.kl_rows import MODELMAP, SAMPLED, is_kind
 from lldmix_core.methods import METHODS, baseline_method, is_parent_row, ordered, reference_note, run_label
 
 st.title("Compare methods")
@@ -22,17 +23,17 @@ all_kl = data.kl_rows(parent, v)
 if all_kl.empty:
     st.info("No evaluations recorded for this spec yet.")
     st.stop()
-several_taus = all_kl["tau"].dropna().nunique() > 1  # the τ settings (text; None where a method has no τ)
-all_kl["label"] = [run_label(m, t, several_taus) for m, t in zip(all_kl["method"], all_kl["tau"])]
-kl = all_kl[all_kl["estimator"].str.startswith("modelmap")]
-sampled = all_kl[all_kl["estimator"] == "sampled"]
+several_taus = all_kl["tau_setting"].dropna().nunique() > 1  # the τ settings (text; None where a method has no τ)
+all_kl["label"] = [run_label(m, t, several_taus) for m, t in zip(all_kl["method"], all_kl["tau_setting"])]
+kl = all_kl[[is_kind(e, MODELMAP) for e in all_kl["estimator"]]]
+sampled = all_kl[[is_kind(e, SAMPLED) for e in all_kl["estimator"]]]
 REFERENCE = baseline_method()  # uniform
 
 if not sampled.empty:
     st.subheader("Sampled KL to target — the judge of closeness")
     st.caption("KL(target ‖ model) on texts drawn from the target (bits/byte): every run of a seed is scored on the "
                "same draws, so differences to uniform are paired. Lower is closer.")
-    fin = sampled.loc[sampled.groupby("run_id")["step"].idxmax()]
+    fin = data.last_per_run(sampled, SAMPLED)
     per = fin.groupby("label").agg(seeds=("seed", "nunique"), kl=("bits_per_byte", "mean"),
                                    sd=("bits_per_byte", lambda x: "—" if x.count() < 2 else f"{x.std():.4f}"),
                                    se=("stderr_bits_per_byte", "mean")).sort_values("kl")
@@ -42,7 +43,7 @@ if not sampled.empty:
         row = {"method": label, "seeds": int(r["seeds"]), "sampled KL (bits/byte)": round(r["kl"], 4),
                "sd over seeds": r["sd"], "se of one seed's draws": round(r["se"], 4)}
         p_ = pairs[[run_label(m, t, several_taus) == label
-                    for m, t in zip(pairs["method"], pairs["tau"])]] if not pairs.empty else pairs
+                    for m, t in zip(pairs["method"], pairs["tau_setting"])]] if not pairs.empty else pairs
         if not p_.empty:
             ref = fin[fin["method"] == REFERENCE].set_index("seed")["bits_per_byte"]
             mine = fin[fin["label"] == label].set_index("seed")["bits_per_byte"]
@@ -102,7 +103,7 @@ st.caption("Model-map KL = the model-map estimate, half the variance over evalua
            "second order: far from the target it ranks methods but is not an exact KL; the log-likelihood gap "
            "(bits/byte) beside it is a plain cross-entropy difference.")
 
-final = kl.loc[kl.groupby("run_id")["step"].idxmax()]
+final = data.last_per_run(kl, MODELMAP)
 status = runs.set_index("id")["status"]
 final = final.assign(status=[status.get(r, "?") for r in final["run_id"]])
 
@@ -133,7 +134,7 @@ if (table["unfinished"] != "").any() or table["final_step"].nunique() > 1:
 disagree = [(a, b) for i, a in enumerate(table.index) for b in table.index[i + 1:]
             if (table.loc[a, "kl_bits"] - table.loc[b, "kl_bits"]) * (table.loc[a, "gap"] - table.loc[b, "gap"]) < 0]
 if not sampled.empty:
-    fin_s = sampled.loc[sampled.groupby("run_id")["step"].idxmax()].groupby("label")["bits_per_byte"].mean()
+    fin_s = data.last_per_run(sampled, SAMPLED).groupby("label")["bits_per_byte"].mean()
     both = [x for x in table.index if x in fin_s.index]
     disagree += [(f"{a} vs {b} (sampled KL)", "") for i, a in enumerate(both) for b in both[i + 1:]
                  if (table.loc[a, "kl_bits"] - table.loc[b, "kl_bits"]) * (fin_s[a] - fin_s[b]) < 0]

@@ -17,7 +17,7 @@ class MixtureInputs:
     prior: np.ndarray  # [K] the LLD prior (uniform unless lld.prior)
     truth: np.ndarray | None  # [K] the target's training mixture, when lldmix trained the target
     seed: int
-    tau_setting: Any  # a normalised τ setting (float, "auto", math.inf) or None
+    tau_setting: Any  # the run's τ setting (tau.Tau; NO_TAU where the method has none)
     method: str  # the registry name of the method this run trains (recipes are named by it)
     # {domain: weight} → [K] on the simplex, unknown domains refused naming the field (prepare.mixture)
     as_weights: Callable[[dict, str], np.ndarray] | None = None

@@ -3,8 +3,6 @@ from pass 1, and the target's true mixture (the oracle)."""
 
 from __future__ import annotations
 
-import math
-
 from lldmix_core.behaviours.base import Behaviour, MixtureInputs
 
 
@@ -37,8 +35,8 @@ class Recipe(Behaviour):
 
 
 class Aggregate(Behaviour):
-    """The recipe aggregated from this seed's pass 1 (lld.aggregation: the geometric mean of its weights at
-    the schedule steps, or a registry estimator, possibly phased), stored under the method's recipe name."""
+    """The recipe aggregated from this seed's pass 1 (lld.aggregation: an estimator of the registry, the
+    default `geometric` being the paper's geometric mean; possibly phased), stored under the method's recipe name."""
 
     kind = "aggregate"
     makes_recipe = True
@@ -48,7 +46,7 @@ class Aggregate(Behaviour):
         return inp.aggregate()
 
     def phases(self, inp: MixtureInputs):
-        if isinstance(inp.tau_setting, float) and math.isinf(inp.tau_setting):
+        if inp.tau_setting.is_inf:
             return []  # τ = ∞: the prior, no pass 1 and no phases
         return [(p["until"], p["weights"], f"recipe of {inp.method}: phases[{i}]")
                 for i, p in enumerate(inp.stored_phases() or [])]

@@ -19,6 +19,7 @@ from lldmix_core import mathcore as mc
 from lldmix_core.benchmark.leaderboard import _parent
 from lldmix_core.benchmark.suite import BenchmarkCell, BenchmarkSpec, kl_uniform_to
 from lldmix_core.headroom import HeadroomSummary, stored_seed_pairs, summarise
+from lldmix_core.kl_rows import SAMPLED, last_kl
 from lldmix_core.methods import baseline_method, oracle_method
 from lldmix_core.plan import nanogpt_params
 
@@ -76,7 +77,7 @@ def collect_ladder(store, cells: list[BenchmarkCell]) -> list[LadderRow]:
         for r in (store.list_runs(parent_id=parent.id) if parent is not None else []):
             if r.status != "finished":
                 continue
-            sampled = max((k for k in store.get_kl(r.id) if k.estimator == "sampled"), key=lambda k: k.step, default=None)
+            sampled = last_kl(store.get_kl(r.id), SAMPLED)
             if sampled is None:
                 continue
             final.setdefault(r.method, {})[r.seed] = sampled.bits_per_byte

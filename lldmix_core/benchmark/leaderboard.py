@@ -20,6 +20,7 @@ from lldmix_core.estimators import CONDITIONING, ESTIMATORS, PAPER, PHASED_ESTIM
 from lldmix_core.benchmark.suite import BenchmarkCell
 from lldmix_core.methods import METHODS, baseline_method, is_parent_row, pass1_methods
 from lldmix_core.pass1 import pass1_of
+from lldmix_core.kl_rows import MODELMAP, SAMPLED, last_kl
 
 N_BOOT = 4000  # cluster-bootstrap resamples (seeded: a document regenerates to the same intervals)
 
@@ -241,8 +242,7 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
             if run.status != "finished":
                 continue
             kl = store.get_kl(run.id)
-            sampled = max((k for k in kl if k.estimator == "sampled"), key=lambda k: k.step, default=None)
-            mm = max((k for k in kl if k.estimator.startswith("modelmap")), key=lambda k: k.step, default=None)
+            sampled, mm = last_kl(kl, SAMPLED), last_kl(kl, MODELMAP)
             if sampled is not None:
                 finals[(run.seed, run.method)] = (run, sampled, mm)
         for (seed, method), (run, s, mm) in sorted(finals.items()):

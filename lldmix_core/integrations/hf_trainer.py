@@ -17,7 +17,7 @@ their schedule step.
 optimiser steps): every rank scores the model being trained on the evaluation texts (scoring.score_texts;
 under FSDP or ZeRO-3 the forward passes are collective, so every rank must run them), takes per-domain
 means (mathcore.domain_means), Δ = ℓ_target − ℓ_model, and asks the registry's behaviour for the weights
-(METHODS[method].behaviour.reweight, τ from mathcore.resolve_tau at the first step). Rank 0's Δ, τ and
+(METHODS[method].behaviour.reweight, τ resolved by tau.Tau at the first step). Rank 0's Δ, τ and
 weights are then broadcast (torch.distributed), so every rank re-weights its dataset with the same bits.
 Only rank 0 writes: a `runs` row (method, τ setting and resolved τ, corpus, config, provenance), the
 weights per step (store.save_weights), Δ per step as run_metrics `delta/<domain>`, the training loss at
@@ -50,6 +50,7 @@ from lldmix_core.methods import METHODS
 from lldmix_core.models.base import LanguageModel
 from lldmix_core.models.hf import HFLanguageModel
 from lldmix_core.scoring import score_texts
+from lldmix_core.tau import NO_TAU, Tau, record_resolved
 from lldmix_core.tracking import NullTracker
 
 
@@ -135,7 +136,11 @@ class LLDCallback:
             raise UserError(f"method: {method!r} does not re-weight during training (one of: {choices})")
         if unit not in ("token", "byte"):
             raise UserError(f"unit: {unit!r} is not token or byte")
-        if tau != "auto" and not (isinstance(tau, (int, float)) and float(tau) > 0):
+        try:
+            setting = Tau.of(tau)
+        except ValueError:
+            setting = NO_TAU
+        if setting.is_none or isinstance(tau, str) and not setting.is_auto:
             raise UserError(f"tau: must be > 0 (nats per {unit}) or 'auto', got {tau!r}")
         if len(eval_texts) != len(eval_domains):
             raise UserError(f"eval_domains: {len(eval_domains)} domains for {len(eval_texts)} eval_texts")
@@ -146,7 +151,7 @@ class LLDCallback:
         self.texts, self.text_domains = list(eval_texts), list(eval_domains)
         self.n_bytes = np.array([len(t.encode("utf-8")) for t in self.texts], dtype=np.int64)
         self.method, self.method_name = m, method
-        self.tokenizer, self.target, self.tau_setting, self.unit = tokenizer, target, tau, unit
+        self.tokenizer, self.target, self.tau_setting, self.unit = tokenizer, target, setting, unit
         k = len(self.domains)
         p = np.array([float((prior or {}).get(d, 1.0 if prior is None else 0.0)) for d in self.domains])
         if prior is not None and (set(prior) - set(self.domains) or not np.all(p >= 0) or p.sum() <= 0):
@@ -247,7 +252,7 @@ class LLDCallback:
         lm = self._lm(model)
         means = self._means(lm)  # every rank: collective forward passes under FSDP / ZeRO-3
         delta = self.target_means - means
-        tau = self.tau if self.tau is not None else mc.resolve_tau(self.tau_setting, delta)
+        tau = self.tau if self.tau is not None else self.tau_setting.resolve(delta)
         new = self.method.behaviour.reweight(delta, tau, self.prior, self.dataset.weights,
                                              lambda: self._gram(lm), self.ridge)
         means, delta, tau, weights = self._shared((means, delta, tau, new.weights))
@@ -260,7 +265,7 @@ class LLDCallback:
             self._record(rec, first)
 
     def _settings(self) -> dict:
-        return {"method": self.method_name, "tau_setting": str(self.tau_setting),
+        return {"method": self.method_name, "tau_setting": self.tau_setting.text,
                 "unit": self.unit, "domains": list(self.domains), "prior": self.prior.tolist(), "seed": self.seed,
                 "total_steps": self.total_steps, "target_means": [float(v) for v in self.target_means],
                 "trainer": "hf-trainer"}
@@ -276,7 +281,7 @@ class LLDCallback:
         spec_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         prov = provenance.collect(corpus_hash, getattr(self.tokenizer, "identity", None))
         self.run_id = self.store.start_run(key=f"hf-trainer:{uuid.uuid4().hex}", name=self.name, spec_hash=spec_hash,
-                                           method=settings["method"], seed=self.seed, tau_setting=str(self.tau_setting),
+                                           method=settings["method"], seed=self.seed, tau_setting=self.tau_setting.text,
                                            config=settings, corpus_id=corpus_id, provenance=prov)
         params = {**settings, "lldmix_run_id": self.run_id}
         self.mlflow_id = self.tracker.start_child(None, self.name, params, provenance.mlflow_tags(prov))
@@ -285,9 +290,8 @@ class LLDCallback:
 
     def _record(self, rec: StepRecord, first: bool) -> None:
         if first:
-            if self.run_id is not None:
-                self.store.update_run_tau(self.run_id, rec.tau)
-            self.tracker.log_resolved_tau(self.mlflow_id, rec.tau)
+            record_resolved(self.store if self.run_id is not None else None, self.tracker, self.run_id, self.mlflow_id,
+                            rec.tau)
         stored = {f"delta/{d}": float(v) for d, v in zip(self.domains, rec.delta)}
         if self.run_id is not None:
             self.store.save_weights(self.run_id, rec.step, dict(zip(self.domains, map(float, rec.weights))),

@@ -54,7 +54,7 @@ class RunInfo:
     job_id: int | None
     method: str
     seed: int | None
-    tau: float | None
+    tau: float | None  # the resolved τ the run trained with (runs.tau, > 0, inf allowed); None: no τ, or not yet
     status: str
     base_model_id: int | None
     target_model_id: int | None
@@ -65,7 +65,7 @@ class RunInfo:
     error: str | None
     created_at: datetime
     finished_at: datetime | None
-    tau_setting: str | None = None  # the spec's τ as text ("auto", "inf", "1.0"); None: the method has no τ
+    tau_setting: str | None = None  # the spec's τ as text (tau.Tau.text: "auto", "inf", "1.0"); None: the method has no τ
     git_commit: str | None = None
     provenance: dict | None = None  # provenance.collect(): code, numerics and library versions, device, hashes
 
@@ -124,7 +124,7 @@ class RunKLRow:
     run: str  # the run's name
     method: str
     seed: int | None
-    tau: str | None  # the run's τ setting as text (runs.tau_setting); None: the method has no τ
+    tau_setting: str | None  # the run's τ setting as text (runs.tau_setting, tau.Tau.text); None: the method has no τ
     step: int | None
     nats_per_text: float
     bits_per_byte: float
