@@ -175,6 +175,7 @@ def run_real_pair(spec: RealPairSpec, settings, store, *, mlflow: bool = True,
     from lldmix_core.tracking import make_tracker
 
     t_start = time.monotonic()
+    code = provenance.code_version()  # the code that runs (the tree may change while it does)
     lms = {}
     for role, ref, name, folder in (("base", spec.base, base_name, base_dir), ("target", spec.target, target_name, target_dir)):
         lm = load_model("hf", folder)
@@ -239,7 +240,7 @@ def run_real_pair(spec: RealPairSpec, settings, store, *, mlflow: bool = True,
                 d, se = paired_difference(per_sample[m], per_sample[ref])
                 paired[m] = {"mean": d, "se": se, "unit": "bits/byte", "reference": ref,
                              "of": f"KL(target ‖ {m}) − KL(target ‖ {ref})"}
-    prov = {**provenance.collect(corpus.content_hash, None), "transformers": _version("transformers"),
+    prov = {**provenance.collect(corpus.content_hash, None), **code, "transformers": _version("transformers"),
             "base_fingerprint": base_lm.fingerprint(), "target_fingerprint": target_lm.fingerprint(),
             "base_tokenizer": base_lm.tokenizer.identity, "target_tokenizer": target_lm.tokenizer.identity}
     doc = {
