@@ -108,6 +108,7 @@ def _train(method: str, spec: RealPairSpec, base_dir: Path, base_lm, examples, l
     """Continued pretraining of a fresh copy of the base under `method`: (trained LanguageModel, record)."""
     import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     from lldmix_core.integrations.hf_trainer import LLDCallback, MixtureDataset
     from lldmix_core.models.hf import HFLanguageModel
@@ -131,7 +132,9 @@ def _train(method: str, spec: RealPairSpec, base_dir: Path, base_lm, examples, l
                                  learning_rate=tr.lr, warmup_steps=tr.warmup_steps, weight_decay=0.0,
                                  logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
                                  dataloader_num_workers=0, seed=tr.seed, data_seed=tr.seed, disable_tqdm=True)
-        Trainer(model=module, args=args, train_dataset=data, callbacks=callbacks).train()
+        trainer = Trainer(model=module, args=args, train_dataset=data, callbacks=callbacks)
+        trainer.remove_callback(PrinterCallback)  # the loss goes to the outcome, not to stdout per step
+        trainer.train()
     wall = time.monotonic() - t0
     module.eval()
     lm = HFLanguageModel(kind="hf", module=module, tokenizer=base_lm.tokenizer, max_context=base_lm.max_context,

@@ -93,7 +93,8 @@ def render_markdown(doc: dict, *, command: str) -> str:
             f"The Hugging Face Trainer, {tr['steps']} steps of {tr['batch_size']} × {tr['block']} tokens (learning rate "
             f"{tr['lr']:g}, seed {tr['seed']}) on the mini-Pile's training split, from the base's weights each time; "
             "iterative-LLD through `LLDCallback` (integrations/hf_trainer.py), scoring the model being trained on "
-            f"{tr['lld_texts_per_domain']} evaluation texts per domain at lldmix's schedule steps (τ {tr['tau']}). "
+            f"{tr['lld_texts_per_domain']} evaluation text{'s' if tr['lld_texts_per_domain'] != 1 else ''} per domain at "
+            f"lldmix's schedule steps (τ {tr['tau']}; with τ auto the callback resolves it from its own first Δ). "
             "KL(target ‖ model) on the same draws from the target as above (paired).", ""]
     rows = [["base (before)", _pm(sk["target_to_base"]), "—", "—"]]
     for m, x in doc["training"].items():
