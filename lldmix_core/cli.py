@@ -365,6 +365,11 @@ def run(
 
     if yes_i_mean_it:
         os.environ["LLDMIX_NO_LIMITS"] = "1"
+    if _is_real_pair(spec_path):  # runs/real-pair.yaml (integrations/real_pair.py)
+        from lldmix_core.integrations.real_pair import cli_run
+
+        cli_run(spec_path, _settings(), _writable_store, mlflow=not no_mlflow, dry_run=dry_run, echo=typer.echo)
+        return
     if _is_benchmark(spec_path):
         return _run_benchmark(spec_path, dry_run=dry_run, no_mlflow=no_mlflow, only=cells, no_group=no_group)
     if cells:
@@ -388,6 +393,15 @@ def run(
         distributed.follow()  # ranks > 0 train what rank 0 announces; only rank 0 touches the database
         return
     _execute(spec, spec_path)
+
+
+def _is_real_pair(path: Path) -> bool:
+    from lldmix_core.integrations.real_pair_spec import is_real_pair_text
+
+    try:
+        return path.is_file() and is_real_pair_text(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _is_benchmark(path: Path) -> bool:
@@ -506,6 +520,10 @@ def results(
 
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    if _is_real_pair(spec_path):
+        from lldmix_core.integrations.real_pair import cli_results
+
+        return cli_results(spec_path, out, _settings(), _writable_store, typer.echo)
     if _is_benchmark(spec_path):
         return _benchmark_results(spec_path, out, run_first=not only_finished)
     spec = load_spec(spec_path)

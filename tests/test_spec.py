@@ -47,9 +47,12 @@ def test_hash_is_stable_and_content_sensitive():
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("runs").glob("*.yaml")))
 def test_shipped_specs_are_valid(path):
     from lldmix_core.benchmark.suite import expand, is_benchmark_text, load_benchmark
+    from lldmix_core.integrations.real_pair_spec import is_real_pair_text, load_real_pair
 
     if is_benchmark_text(path.read_text(encoding="utf-8")):
         assert all(c.spec.spec_hash for c in expand(load_benchmark(path)))  # every cell's spec validates
+    elif is_real_pair_text(path.read_text(encoding="utf-8")):
+        assert load_real_pair(path).content_hash()  # runs/real-pair.yaml: integrations/real_pair_spec.py
     else:
         load_spec(path)
 

@@ -10,6 +10,7 @@ import ui_data as data
 from lldmix_core import mathcore as mc
 from lldmix_core.enqueue import enqueue_spec
 from lldmix_core.errors import UserError
+from lldmix_core.integrations.real_pair_spec import is_real_pair_text
 from lldmix_core.methods import METHODS, ordered
 from lldmix_core.spec import RunSpec, load_spec_text, parse_spec
 from ui_worker import ensure_worker
@@ -160,7 +161,8 @@ with tab_build:
         start(spec_yaml)
 
 with tab_file:
-    files = sorted(p.name for p in RUNS_DIR.glob("*.yaml") if p.name not in data.benchmark_files())  # specs only
+    files = sorted(p.name for p in RUNS_DIR.glob("*.yaml") if p.name not in data.benchmark_files()  # specs only:
+                   and not is_real_pair_text(p.read_text(encoding="utf-8")))  # a real pair runs from the CLI
     chosen = st.selectbox("Spec in runs/", files, index=files.index("smoke.yaml") if "smoke.yaml" in files else 0)
     text = (RUNS_DIR / chosen).read_text(encoding="utf-8") if chosen else ""
     st.code(text, language="yaml")

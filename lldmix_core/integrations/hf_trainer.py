@@ -28,7 +28,7 @@ target here is per-domain log-likelihoods, not a stored model); the run key is a
 not lldmix, owns resuming), so a callback run is never found again and skipped.
 
 transformers is never imported: the Trainer calls `on_<event>` by name and every event this callback
-does not handle is a no-op. Nothing else in lldmix_core imports this module.
+does not handle is a no-op. Only integrations/real_pair.py imports this module (inside a function).
 """
 
 from __future__ import annotations
