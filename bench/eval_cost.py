@@ -13,7 +13,7 @@ It then counts the operations one seed of runs/quickstart.yaml does (5 runs × 3
 steps 100, 200, 300; 15 LLD schedule steps; iterative- and adjusted-LLD estimate Δ on the whole corpus,
 adjusted-LLD with a Gram matrix) and prints the predicted split of the runs' time, before and after the
 reuse of identical models' evaluations (eval_memo.py: adjusted-LLD's step-0 Δ scores, the oracle's final
-model map), and for two spec changes that are not made (they change what the quickstart measures).
+model map), and for three spec changes that are not made (they change what the quickstart measures).
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def measure(rounds: int) -> dict[str, float]:
     sub8 = [texts[i] for i in sorted(np.concatenate([rng.choice([i for i, d in enumerate(doms) if d == k],
                                                                 min(8, doms.count(k)), replace=False) for k in domains]))]
     lm = new_nanogpt(NanoGPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=256, vocab_size=320), "bytes", 0)
-    spec = SimpleNamespace(lld=SimpleNamespace(gram=SimpleNamespace(estimator="exact", texts_per_domain=8)),
-                           arch=SimpleNamespace(block_size=256))
+    spec = {n: SimpleNamespace(lld=SimpleNamespace(gram=SimpleNamespace(estimator="exact", texts_per_domain=n)),
+                               arch=SimpleNamespace(block_size=256)) for n in (8, 4)}
     pc = SimpleNamespace(domains=domains, texts=SimpleNamespace(domains=doms, texts=texts))
     draws = np.random.default_rng(1).integers(0, 256, size=(128, 256)).tolist()
     cfg = TrainConfig(steps=25, batch_size=16, block_size=256, warmup_steps=5, seed=0)
@@ -73,7 +73,8 @@ def measure(rounds: int) -> dict[str, float]:
         "train 25 steps": lambda: train(lm, streams, domains, cfg, uniform),
         "score corpus": lambda: score_texts(lm, texts),
         "score 8/domain": lambda: score_texts(lm, sub8),
-        "Gram (exact, 8/domain)": lambda: LLDStages(None).gram(spec, lm, pc),
+        "Gram (exact, 8/domain)": lambda: LLDStages(None).gram(spec[8], lm, pc),
+        "Gram (exact, 4/domain)": lambda: LLDStages(None).gram(spec[4], lm, pc),
         "score draws 128x256": lambda: score_token_ids(lm, draws),
         "fingerprint": lm.fingerprint,
     }
@@ -85,11 +86,12 @@ def measure(rounds: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def split(t: dict[str, float], *, maps: int, deltas: int, delta_op: str, grams: int, draws: int) -> str:
+def split(t: dict[str, float], *, maps: int, deltas: int, delta_op: str, grams: int, draws: int,
+          gram_op: str = "Gram (exact, 8/domain)") -> str:
     """The predicted shares of one seed's run time (training, model map, Δ estimates, sampled KL)."""
     parts = {"training": METHODS * STEPS / 25 * t["train 25 steps"],
              "model map": maps * (t["score corpus"] + t["fingerprint"]),
-             "Δ estimates": deltas * (t[delta_op] + t["fingerprint"]) + grams * t["Gram (exact, 8/domain)"],
+             "Δ estimates": deltas * (t[delta_op] + t["fingerprint"]) + grams * t[gram_op],
              "sampled KL": draws * t["score draws 128x256"]}
     total = sum(parts.values())
     ev = (parts["model map"] + parts["Δ estimates"] + parts["sampled KL"]) / total
@@ -117,6 +119,8 @@ def main() -> None:
                                                   delta_op="score 8/domain", grams=n_sched, draws=METHODS - 1))
     print("  + eval_steps [300] only:   " + split(t, maps=METHODS - 1, deltas=2 * n_sched - 1,
                                                   delta_op="score 8/domain", grams=n_sched, draws=METHODS - 1))
+    print("  + Gram 4/domain:           " + split(t, maps=METHODS - 1, deltas=2 * n_sched - 1, delta_op="score 8/domain",
+                                                  grams=n_sched, draws=METHODS - 1, gram_op="Gram (exact, 4/domain)"))
 
 
 if __name__ == "__main__":
