@@ -11,12 +11,15 @@ outside its constructor.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from lldmix_core import mathcore as mc
+from lldmix_core.eval_memo import GRAM, MODEL_MAP, SUBSAMPLE_SCORES, EvalMemo
+from lldmix_core.eval_memo import SAMPLED as MEMO_SAMPLED
 from lldmix_core.evaluate import ScoredModel, domain_means, register_model, score_model
 from lldmix_core.kl_rows import SAMPLED, modelmap_name
 from lldmix_core.methods import MethodDef
@@ -44,6 +47,7 @@ class SpecContext:
     provenance: dict
     samples: dict[int, SampleSet] = field(default_factory=dict)  # seed -> draws from the target
     truth: np.ndarray | None = None  # [K] the target's training mixture, when lldmix trained it (the oracle's)
+    memo: EvalMemo = field(default_factory=EvalMemo)  # evaluations of identical models (same fingerprint), made once
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,11 @@ class Reweighter:
     def wants(self, step: int) -> bool:
         return self.method.iterative and step in self.schedule and step < self.total_steps
 
-    def __call__(self, step: int, lm: LanguageModel, delta: np.ndarray, current: np.ndarray) -> np.ndarray | None:
+    def __call__(self, step: int, lm: LanguageModel, delta: np.ndarray, current: np.ndarray,
+                 gram: Callable[[], np.ndarray] | None = None) -> np.ndarray | None:
         """Weights [K] from Δ = ℓ_target − ℓ_model per domain (and the weights in force), or None when this
-        step keeps the mixture. The method's behaviour computes them."""
+        step keeps the mixture. The method's behaviour computes them; `gram` (default: `self.gram(lm)`)
+        makes the Gram matrix [K, K] if the behaviour asks for it."""
         if step in self.switches:
             return self.switches[step]
         if not self.wants(step):
@@ -105,7 +111,7 @@ class Reweighter:
         if self.tau is None:
             self.tau = self.tau_setting.resolve(delta)
             self.on_tau(self.tau)
-        new = self.method.behaviour.reweight(delta, self.tau, self.prior, current, lambda: self.gram(lm), self.ridge)
+        new = self.method.behaviour.reweight(delta, self.tau, self.prior, current, gram or (lambda: self.gram(lm)), self.ridge)
         self.last_gram = new.gram
         return new.weights
 
@@ -113,7 +119,11 @@ class Reweighter:
 class Evaluator:
     """Called by train() at every evaluation step with the current model and weights; returns new
     weights (iterative methods at schedule steps) or None. At KL steps: registers the checkpoint,
-    stores the model-map KL (and at sampled steps the sampled KL), the weights and the metrics."""
+    stores the model-map KL (and at sampled steps the sampled KL), the weights and the metrics.
+
+    A model whose fingerprint was evaluated before in this spec (the seed's base at step 0, a run that
+    trains exactly like another, a twin's oracle at the last step) is not evaluated again: its scores
+    and Gram matrix come from `ctx.memo` (eval_memo.py), the same numbers the computation gives."""
 
     def __init__(self, services: RunServices, ctx: SpecContext, run: RunHandle, reweighter: Reweighter,
                  subsample: np.ndarray | None, done_before: int):
@@ -124,11 +134,27 @@ class Evaluator:
         self.target_dom = domain_means(t.loglik, t.n_tokens, texts.n_bytes, texts.domains, ctx.corpus.domains, unit)
         if subsample is not None:
             self.target_dom_sub = self._domain_means(t.loglik[subsample], t.n_tokens[subsample], subsample)
+            self.sub_key = (ctx.corpus.info.content_hash, hashlib.sha256(np.asarray(subsample, np.int64).tobytes()).hexdigest())
+        # the target is a model like the others: a run's model with its very weights (a twin's oracle) finds its scores
+        target_fp = services.store.get_model(ctx.target_id).fingerprint
+        ctx.memo.keep(MODEL_MAP, target_fp, self._map_key(ctx.target_lm), (t.loglik, t.n_tokens))
 
     def _domain_means(self, loglik, n_tokens, idx) -> np.ndarray:
         texts = self.ctx.corpus.texts
         return domain_means(loglik, n_tokens, texts.n_bytes[idx], [texts.domains[i] for i in idx],
                             self.ctx.corpus.domains, self.ctx.spec.lld.unit)
+
+    def _map_key(self, lm: LanguageModel) -> tuple:
+        """What a model-map vector depends on besides the model: corpus, tokenizer, device."""
+        return (self.ctx.corpus.info.id, lm.tokenizer.identity, str(lm.device))
+
+    def _reuse(self, kind: str, fp: str, key, step: int, compute: Callable[[], object]):
+        """`compute()` once per identical model (fingerprint `fp`) and `key`; says so when it is reused."""
+        found = self.ctx.memo.find(kind, fp, key)
+        if found is not None:
+            self.services.log(f"  step {step:>6}: {kind} of an identical model ({fp[:12]}) reused")
+            return found
+        return self.ctx.memo.get(kind, fp, key, compute)
 
     def __call__(self, step: int, lm: LanguageModel, current: np.ndarray) -> np.ndarray | None:
         self.services.progress(self.services.fraction(self.done_before + step), f"{self.run.name}: evaluating step {step}")
@@ -136,38 +162,49 @@ class Evaluator:
             return self.estimate_only(step, lm, current)
         clock = self.run.clock
         with clock.part("model map"):
+            fp = lm.fingerprint()
             model_id = register_model(self.services.store, lm, f"{self.run.name}@{step}", source=f"run:{self.run.run_id}",
-                                      run_id=self.run.run_id, step=step)
-            metrics, scored = self.model_map(step, model_id, lm)
+                                      run_id=self.run.run_id, step=step, fingerprint=fp)
+            metrics, scored = self.model_map(step, model_id, lm, fp)
         if step in self.run.sampled_steps:
             with clock.part("sampled KL"):
-                metrics.update(self.sampled(step, model_id, lm))
+                metrics.update(self.sampled(step, model_id, lm, fp))
         base_dom = domain_means(scored.loglik, scored.n_tokens, self.ctx.corpus.texts.n_bytes,
                                 self.ctx.corpus.texts.domains, self.ctx.corpus.domains, self.ctx.spec.lld.unit)
         delta = self.target_dom - base_dom
         with clock.part("Δ estimates"):
-            new = self.reweighter(step, lm, delta, current)
+            new = self.reweighter(step, lm, delta, current, gram=lambda: self.gram(step, lm, fp))
         with clock.part("store + MLflow"):
-            self.record(step, new if new is not None else current, base_dom, metrics, delta, lm)
+            self.record(step, new if new is not None else current, base_dom, metrics, delta, lm, fp)
         return new
 
     def estimate_only(self, step: int, lm: LanguageModel, current: np.ndarray) -> np.ndarray | None:
         """Δ on the seeded subsample only (a schedule step where no KL is measured)."""
         texts = self.ctx.corpus.texts
         with self.run.clock.part("Δ estimates"):
-            part = score_texts(lm, [texts.texts[i] for i in self.sub])
+            fp = lm.fingerprint()
+            part = self._reuse(SUBSAMPLE_SCORES, fp, (*self.sub_key, lm.tokenizer.identity, str(lm.device)), step,
+                               lambda: _read_only(score_texts(lm, [texts.texts[i] for i in self.sub])))
             base_dom = self._domain_means(part.loglik, part.n_tokens, self.sub)
             delta = self.target_dom_sub - base_dom
-            new = self.reweighter(step, lm, delta, current)
+            new = self.reweighter(step, lm, delta, current, gram=lambda: self.gram(step, lm, fp))
         with self.run.clock.part("store + MLflow"):
-            self.record(step, new if new is not None else current, base_dom, {}, delta, lm)
+            self.record(step, new if new is not None else current, base_dom, {}, delta, lm, fp)
         return new
 
-    def model_map(self, step: int, model_id: int, lm: LanguageModel) -> tuple[dict, ScoredModel]:
+    def gram(self, step: int, lm: LanguageModel, fp: str) -> np.ndarray:
+        """The domain Gram matrix [K, K] of `lm` (the reweighter's `gram`), once per identical model."""
+        spec = self.ctx.spec
+        key = (self.ctx.corpus.info.content_hash, spec.lld.gram.model_dump_json(), spec.arch.block_size, str(lm.device))
+        return self._reuse(GRAM, fp, key, step, lambda: _read_only(np.asarray(self.reweighter.gram(lm))))
+
+    def model_map(self, step: int, model_id: int, lm: LanguageModel, fp: str) -> tuple[dict, ScoredModel]:
         """The model map's KL estimate over the evaluation corpus, and the log-likelihood gap."""
         ctx, store = self.ctx, self.services.store
         texts, target_ll = ctx.corpus.texts, ctx.target_scores.loglik
+        self._store_reused(MODEL_MAP, fp, self._map_key(lm), step, model_id, ctx.corpus.info.id, lm)
         scored = score_model(store, lm, model_id, ctx.corpus.info.id, texts)
+        ctx.memo.keep(MODEL_MAP, fp, self._map_key(lm), (scored.loglik, scored.n_tokens))
         kl = mc.kl_pair(scored.loglik, target_ll, clip=ctx.spec.kl.clip)
         kl_bpb = float(mc.nats_per_text_to_bits_per_byte(kl, float(texts.n_bytes.mean())))
         gap = float(mc.loglik_gap_bits_per_byte(scored.loglik, target_ll, texts.n_bytes))
@@ -179,21 +216,35 @@ class Evaluator:
                         f"gap {gap:+.4f} bits/byte")
         return {"kl_nats_per_text": kl, "kl_bits_per_byte": kl_bpb, "gap_bits_per_byte": gap}, scored
 
-    def sampled(self, step: int, model_id: int, lm: LanguageModel) -> dict:
+    def _store_reused(self, kind: str, fp: str, key, step: int, model_id: int, corpus_id: int, lm: LanguageModel) -> None:
+        """Store, as `model_id`'s, the vector an identical model got on `corpus_id` (when it has none yet):
+        the scoring that follows then finds it (the stored float32 values, so the same numbers)."""
+        store = self.services.store
+        found = self.ctx.memo.find(kind, fp, key)
+        if found is None or store.get_loglik_vector(model_id, corpus_id, lm.tokenizer.identity) is not None:
+            return
+        store.save_scores(model_id=model_id, corpus_id=corpus_id, tokenizer_hash=lm.tokenizer.identity,
+                          logliks=found[0], n_tokens=found[1])
+        self.services.log(f"  step {step:>6}: {kind} scores of an identical model ({fp[:12]}) reused")
+
+    def sampled(self, step: int, model_id: int, lm: LanguageModel, fp: str) -> dict:
         """KL(target ‖ model) on texts drawn from the target (the same draws for every run of the seed)."""
-        ctx = self.ctx
+        ctx, store = self.ctx, self.services.store
         sset = self.services.samples_for(ctx, self.run.unit.seed)
-        res = sampled_kl_of(self.services.store, sset, ctx.target_lm, lm, model_id)
-        self.services.store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
-                                  corpus_id=sset.corpus_id, nats_per_text=res.nats_per_text, bits_per_byte=res.bits_per_byte,
-                                  gap_bits_per_byte=None, estimator=SAMPLED, stderr_bits_per_byte=res.stderr_bits_per_byte,
-                                  n_samples=res.n_samples)
+        key = (sset.corpus_id, lm.tokenizer.identity, str(lm.device))
+        self._store_reused(MEMO_SAMPLED, fp, key, step, model_id, sset.corpus_id, lm)
+        res = sampled_kl_of(store, sset, ctx.target_lm, lm, model_id)
+        ctx.memo.keep(MEMO_SAMPLED, fp, key, store.get_loglik_vector(model_id, sset.corpus_id, lm.tokenizer.identity))
+        store.save_kl(run_id=self.run.run_id, step=step, model_id=model_id, reference_model_id=ctx.target_id,
+                      corpus_id=sset.corpus_id, nats_per_text=res.nats_per_text, bits_per_byte=res.bits_per_byte,
+                      gap_bits_per_byte=None, estimator=SAMPLED, stderr_bits_per_byte=res.stderr_bits_per_byte,
+                      n_samples=res.n_samples)
         self.services.log(f"  step {step:>6}: sampled KL to target {res.bits_per_byte:.4f} ± {res.stderr_bits_per_byte:.4f} "
                         f"bits/byte ({res.n_samples} draws)")
         return {"sampled_kl_bits_per_byte": res.bits_per_byte, "sampled_kl_se_bits_per_byte": res.stderr_bits_per_byte}
 
     def record(self, step: int, used: np.ndarray, base_dom: np.ndarray, metrics: dict, delta: np.ndarray,
-               lm: LanguageModel) -> None:
+               lm: LanguageModel, fp: str) -> None:
         """The weights in force from `step` on, the model's per-domain log-likelihoods, the metrics.
         At an iterative run's schedule steps also Δ_t (and G_t under lld.record_gram) in the store's
         run_metrics: the benchmark's estimator variants are functions of them (lldmix_core/estimators.py)."""
@@ -209,11 +260,20 @@ class Evaluator:
                 G = self.reweighter.last_gram
                 if G is None:  # (lld.record_gram on a plain LLD run: the Gram is an estimate's cost, not logging)
                     with run.clock.part("Δ estimates"):
-                        G = self.reweighter.gram(lm)
+                        G = self.gram(step, lm, fp)
                 stored.update({f"gram/{i}/{j}": float(G[i, j]) for i in range(len(domains)) for j in range(len(domains))})
             self.services.store.save_metrics_many(run.run_id, [(step, stored)])
             metrics.update({k: v for k, v in stored.items() if k.startswith("delta/")})
         self.services.tracker.log_metrics(run.mlflow_id, metrics, step)
+
+
+def _read_only(x):
+    """`x` (an array, or a dataclass of arrays) with its arrays made read-only: a value handed to
+    several runs must not be changed by one of them."""
+    arrays = [x] if isinstance(x, np.ndarray) else [v for v in vars(x).values() if isinstance(v, np.ndarray)]
+    for a in arrays:
+        a.setflags(write=False)
+    return x
 
 
 class StepLogger:
