@@ -9,12 +9,15 @@ models trained together by `train_group.train_group`; tokens/s per model-token a
 in the same run. `--cell FILE:CELL` also times one benchmark cell end to end (`lldmix run FILE --cells
 CELL`; e.g. the ladder's S-100-twin: uniform and oracle × 3 seeds, a twin target per seed, for each of
 its two truths, evaluation included) with training.group on and off, each in a fresh LLDMIX_HOME.
-Goals: grouped ≥ 2× one-at-a-time per model-token at 2×64; a cell ≥ 3× faster.
+Goals (issue #26): grouped ≥ 2× one-at-a-time per model-token at 2×64; a cell ≥ 3× faster. Take the
+figures on quiet cores (the load average is printed): on shared, loaded cores one model at a time loses
+most to torch's per-op thread barriers, which flatters grouping.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -66,6 +69,13 @@ def compare_training(d: int, models: int, steps: int, rounds: int) -> dict:
     w = np.array([0.5, 0.5])
     n_params = new_nanogpt(cfg_m, "bytes", seed=0).n_params
     one, grouped = [], []
+    for path in (train, None):  # warm-up, not timed: the first steps of a process pay one-time costs
+        lms = [new_nanogpt(cfg_m, "bytes", seed=s) for s in range(2)]
+        warm = [dataclasses.replace(c, steps=3) for c in cfgs[:2]]
+        if path is train:
+            [train(lm, RandomStreams(), ["a", "b"], c, w) for lm, c in zip(lms, warm)]
+        else:
+            train_group([GroupMember(lm, c, w) for lm, c in zip(lms, warm)], RandomStreams(), ["a", "b"])
     for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
         lms = [new_nanogpt(cfg_m, "bytes", seed=s) for s in range(models)]
         one.append(_timed(lambda: [train(lm, RandomStreams(), ["a", "b"], c, w) for lm, c in zip(lms, cfgs)]))

@@ -355,7 +355,8 @@ def run(
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not track in MLflow."),
     yes_i_mean_it: bool = typer.Option(False, "--yes-i-mean-it", help="Run settings beyond the plausibility limits."),
     cells: str = typer.Option("", "--cells", help="Benchmark files only: run just these cells (comma-separated names)."),
-    no_group: bool = typer.Option(False, "--no-group", help="Train one model at a time (training.group: false)."),
+    group: bool | None = typer.Option(None, "--group/--no-group",
+                                      help="Train a spec's runs as groups, or one model at a time (overrides training.group)."),
 ):
     """Run a declarative spec: train the target if asked, compare the methods, print the table.
     A benchmark file (top-level `benchmark:`, e.g. runs/recovery.yaml) runs each of its cells' specs."""
@@ -371,10 +372,10 @@ def run(
         cli_run(spec_path, _settings(), _writable_store, mlflow=not no_mlflow, dry_run=dry_run, echo=typer.echo)
         return
     if _is_benchmark(spec_path):
-        return _run_benchmark(spec_path, dry_run=dry_run, no_mlflow=no_mlflow, only=cells, no_group=no_group)
+        return _run_benchmark(spec_path, dry_run=dry_run, no_mlflow=no_mlflow, only=cells, group=group)
     if cells:
         raise UserError(f"--cells: {spec_path} is a run spec, not a benchmark file (a top-level `benchmark:` key)")
-    spec = _one_at_a_time(load_spec(spec_path)) if no_group else load_spec(spec_path)
+    spec = _grouping(load_spec(spec_path), group)
     check_plausible(spec, str(spec_path))
     if no_mlflow:
         spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"mlflow": False})})
@@ -413,12 +414,14 @@ def _is_benchmark(path: Path) -> bool:
         return False  # load_spec reports it
 
 
-def _one_at_a_time(spec):
-    """`spec` with training.group off (`--no-group`): its runs train one model at a time."""
-    return spec.model_copy(update={"training": spec.training.model_copy(update={"group": False})})
+def _grouping(spec, group: bool | None):
+    """`spec` with training.group set by `--group` / `--no-group` (None: as the spec says)."""
+    if group is None or group == spec.training.group:
+        return spec
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"group": group})})
 
 
-def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool, only: str = "", no_group: bool = False) -> None:
+def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool, only: str = "", group: bool | None = None) -> None:
     """Each cell of a benchmark file in order (finished cells are found in the database); with `only`
     (comma-separated cell names), just those cells and the references they need."""
     from lldmix_core.benchmark.plan import describe_benchmark
@@ -437,7 +440,7 @@ def _run_benchmark(path: Path, *, dry_run: bool, no_mlflow: bool, only: str = ""
         typer.echo(describe_benchmark(b, cells, store))
         return
     for i, c in enumerate(cells, 1):
-        spec = _one_at_a_time(c.spec) if no_group else c.spec
+        spec = _grouping(c.spec, group)
         if no_mlflow:
             spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"mlflow": False})})
         typer.echo(f"benchmark {b.benchmark}: cell {i}/{len(cells)}: {spec.name}")
@@ -625,7 +628,8 @@ def worker(
 
 @app.command("enqueue")
 def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML)."),
-            no_group: bool = typer.Option(False, "--no-group", help="Train one model at a time (training.group: false).")):
+            group: bool | None = typer.Option(None, "--group/--no-group",
+                                              help="Train the spec's runs as groups, or one at a time (overrides training.group).")):
     """Put a spec in the queue for a worker; a benchmark file queues one job per cell (several
     workers then run the cells in parallel, sharing targets and references through the database)."""
     from lldmix_core.queue import enqueue_spec
@@ -637,14 +641,14 @@ def enqueue(spec_path: Path = typer.Argument(..., help="Run spec (YAML)."),
 
         store = _store()
         for c in expand(load_benchmark(spec_path)):
-            spec = _one_at_a_time(c.spec) if no_group else c.spec
+            spec = _grouping(c.spec, group)
             typer.echo(f"queued job {enqueue_spec(store, spec.to_yaml())} ({c.spec.name})")
         return
     from lldmix_core.spec import load_spec
 
     # the resolved spec, not the file's text: a `mixture_file` is read now, relative to the spec's folder, so the
     # worker (another folder, later) trains the mixture the file held when the job was queued
-    spec = _one_at_a_time(load_spec(spec_path)) if no_group else load_spec(spec_path)
+    spec = _grouping(load_spec(spec_path), group)
     typer.echo(f"queued job {enqueue_spec(_store(), spec.to_yaml())}")
 
 

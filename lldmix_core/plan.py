@@ -163,10 +163,10 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
     grouped = [b for b, g in batches if g]
     if grouped:
         lines.append(f"  training: {sum(map(len, grouped))} run(s) in {len(grouped)} group(s) of up to {max_group(spec)} "
-                     "models trained together (training.group; --no-group: one at a time)"
+                     "models trained together (training.group: true; --no-group: one at a time)"
                      + (f", {len(batches) - len(grouped)} alone" if len(batches) > len(grouped) else ""))
     else:
-        lines.append("  training: one model at a time" + ("" if spec.training.group else " (training.group: false)"))
+        lines.append("  training: one model at a time" + ("" if spec.training.group else " (training.group: false; --group trains the runs as groups)"))
     if store is not None:
         done = [r for r in store.list_runs(spec_hash=spec.spec_hash) if r.status == "finished" and not is_parent_row(r.method)]
         lines.append(f"  already in the database: {len(done)} finished run(s) of this spec"

@@ -101,10 +101,12 @@ class OptimSpec(_Strict):
     eps: float = Field(1e-8, gt=0)
     grad_clip: float = Field(1.0, ge=0)  # 0 = off
     checkpoint_every: int = Field(100, ge=1)  # steps between resumable checkpoints
-    # train the runs of a spec that can share a step (NanoGPT bases, no teacher) as one group
-    # (lldmix_core/train_group.py); false: one model at a time. Not in the spec hash: the run keys say
-    # which path trained a run (run_keys.run_key), so the same spec's runs of either path never mix.
-    group: bool = True
+    # true: train the runs of a spec that can share a step (NanoGPT bases, no teacher) as one group
+    # (lldmix_core/train_group.py). Off by default: on 2 quiet CPU cores one model at a time is as fast or
+    # faster (bench/train_group.py: 0.85-1.0x), grouped pays where per-op overhead dominates (shared,
+    # loaded cores: 1.6-4x). Not in the spec hash: the run keys say which path trained a run
+    # (run_keys.run_key), so the same spec's runs of either path never mix.
+    group: bool = False
 
     @field_validator("betas")
     @classmethod
