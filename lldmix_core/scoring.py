@@ -140,7 +140,7 @@ def score_token_ids(
             h_sel = h[rows[0].to(device), rows[1].to(device)]  # [M, d], only counted positions
             y_sel = y[rows].to(device)
             if head is not None:
-                lp = observed_logprobs(h_sel, head, y_sel).cpu()
+                lp = observed_logprobs(h_sel, head, y_sel, **_tiles(h_sel.device)).cpu()
             else:
                 lp = plain_logprobs(h_sel, lm.logits_from_hidden, y_sel, row_chunk=row_chunk).cpu()
             totals.index_add_(0, owner[rows[0]], lp)
@@ -151,6 +151,14 @@ def score_token_ids(
             bar.close()
         lm.module.train(was_training)
     return TextScores(loglik=totals.numpy(), n_tokens=n_tokens)
+
+
+def _tiles(device: torch.device) -> dict[str, int]:
+    """Fused-head tile sizes: on a CPU 512 rows × 1,024 vocabulary entries (2 MB of float32, within one
+    core's L2 cache; among the fastest of 128–1,024 × 512–8,192 by one thread's CPU time here); on an
+    accelerator larger tiles (256 MB), since there each tile costs a handful of kernel launches."""
+    return {"row_block": 512, "vocab_block": 1024} if device.type == "cpu" else \
+        {"row_block": 8192, "vocab_block": 8192}
 
 
 @torch.inference_mode()
