@@ -9,6 +9,7 @@ from lldmix_core.models.fused_head import Head, observed_logprobs, plain_logprob
 V_GPT2 = 50257
 
 
+@torch.no_grad()
 def _exact(h, head, y):
     """float64 reference: the whole [N × V] logits and log-softmax in double precision."""
     z = torch.nn.functional.linear(h.double(), head.weight.double(),
@@ -130,3 +131,14 @@ def test_an_output_layer_that_is_not_linear_has_no_head():
     lm2 = _tiny_hf("gpt2")
     lm2.module.config.logit_scale = 2.0  # a scaling of a model type we do not know how to apply
     assert lm2.head() is None
+
+
+def test_worker_threads_do_not_change_values_and_need_no_grad_mode():
+    # a trainable output layer (requires_grad) outside inference mode, as a model being trained has
+    h, w, b, y = _problem(1100, 16, 700, seed=6)
+    head = Head(torch.nn.Parameter(w), torch.nn.Parameter(b))
+    one = observed_logprobs(h, head, y, row_block=100, threads=1)
+    three = observed_logprobs(h, head, y, row_block=100, threads=3)
+    assert torch.equal(one, three) and not one.requires_grad
+    assert _rel(one, _exact(h, head, y)) < 1e-6
+    assert torch.get_num_threads() >= 1  # the caller's thread count is left alone

@@ -24,6 +24,7 @@ Pure torch: imports nothing of lldmix.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -67,11 +68,19 @@ def plain_logprobs(h: torch.Tensor, logits_fn: Callable[[torch.Tensor], torch.Te
 
 
 def observed_logprobs(h: torch.Tensor, head: Head, targets: torch.Tensor, *, row_block: int = 512,
-                      vocab_block: int = 1024) -> torch.Tensor:
+                      vocab_block: int = 1024, threads: int | None = None) -> torch.Tensor:
     """log p(targets[i] | h[i]) in nats/token, float64 [N] on h's device, computed tile by tile.
 
     h: hidden states [N, d] (the head's dtype); targets: int64 [N], each in [0, V). No tile larger
-    than [row_block × vocab_block] is ever held. Agrees with `plain_logprobs` to float32 rounding."""
+    than [row_block × vocab_block] is ever held. Agrees with `plain_logprobs` to float32 rounding.
+    No gradients (it runs under `no_grad`).
+
+    On a CPU the row blocks are shared among `threads` workers (default: torch's intra-op thread
+    count), each running its tiles single-threaded: a tile's half-dozen small operations parallelised
+    inside torch would meet at a barrier each, and on cores shared with other work one descheduled
+    thread stalls the other (measured: 10–30× slower at a load of 5 per core). A row's value does not
+    depend on the worker count (the row blocks are the same). Elsewhere (CUDA) one stream of tiles, in
+    the caller's thread."""
     n, v = len(targets), head.weight.shape[0]
     if h.dim() != 2 or h.shape[0] != n or h.shape[1] != head.weight.shape[1]:
         raise ValueError(f"hidden states {tuple(h.shape)} do not match targets [{n}] and weight "
@@ -83,10 +92,34 @@ def observed_logprobs(h: torch.Tensor, head: Head, targets: torch.Tensor, *, row
         return out
     if int(targets.min()) < 0 or int(targets.max()) >= v:
         raise ValueError(f"target ids must lie in [0, {v})")
+    starts = list(range(0, n, row_block))
+    if h.device.type != "cpu":
+        with torch.no_grad():
+            _blocks(h, head, targets, out, starts, row_block, vocab_block)
+        return out
+    workers = max(1, min(threads or torch.get_num_threads(), len(starts)))
+
+    inference = torch.is_inference_mode_enabled()  # thread-local: the workers take the caller's mode
+
+    def work(mine: list[int]) -> None:
+        torch.set_num_threads(1)  # this worker thread only: its tiles run inline, no barrier to wait at
+        with torch.inference_mode(inference), torch.no_grad():
+            _blocks(h, head, targets, out, mine, row_block, vocab_block)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # torch releases the GIL inside each operation
+        for f in [pool.submit(work, starts[i::workers]) for i in range(workers)]:
+            f.result()  # re-raises a worker's exception
+    return out
+
+
+def _blocks(h: torch.Tensor, head: Head, targets: torch.Tensor, out: torch.Tensor, starts: list[int],
+            row_block: int, vocab_block: int) -> None:
+    """Fill out[r0 : r0 + row_block] for each r0 in `starts` (see `observed_logprobs`)."""
+    v = head.weight.shape[0]
     in_place = h.dtype == torch.float32 and head.weight.dtype == torch.float32 and head.scale == 1.0 \
         and not head.softcap
-    buf = torch.empty(min(row_block, n), min(vocab_block, v), dtype=torch.float32, device=h.device)
-    for r0 in range(0, n, row_block):
+    buf = torch.empty(min(row_block, len(targets)), min(vocab_block, v), dtype=torch.float32, device=h.device)
+    for r0 in starts:
         hb, yb = h[r0 : r0 + row_block], targets[r0 : r0 + row_block]
         m = torch.full((len(yb),), -torch.inf, dtype=torch.float64, device=h.device)  # running max
         s = torch.zeros(len(yb), dtype=torch.float64, device=h.device)  # Σ exp(z − m)
@@ -112,4 +145,3 @@ def observed_logprobs(h: torch.Tensor, head: Head, targets: torch.Tensor, *, row
             s = s * torch.exp(m - new_m) + ts * torch.exp(tm - new_m)
             m = new_m
         out[r0 : r0 + len(yb)] = zy - (m + torch.log(s))
-    return out
