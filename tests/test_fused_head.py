@@ -142,3 +142,17 @@ def test_worker_threads_do_not_change_values_and_need_no_grad_mode():
     assert torch.equal(one, three) and not one.requires_grad
     assert _rel(one, _exact(h, head, y)) < 1e-6
     assert torch.get_num_threads() >= 1  # the caller's thread count is left alone
+
+
+def test_a_subclass_with_its_own_logits_takes_the_plain_path():
+    from lldmix_core.models import NanoGPTConfig, new_nanogpt
+    from lldmix_core.models.base import LanguageModel
+
+    lm = new_nanogpt(NanoGPTConfig(vocab_size=320, block_size=16, n_layer=1, n_head=2, n_embd=16), "bytes", seed=0)
+    assert lm.head() is not None and lm.head().weight is lm.module.lm_head.weight
+
+    class Doubled(LanguageModel):
+        def logits_from_hidden(self, h):
+            return 2 * super().logits_from_hidden(h)
+
+    assert Doubled(kind="nanogpt", module=lm.module, tokenizer=lm.tokenizer, max_context=16).head() is None

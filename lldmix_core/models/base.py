@@ -57,7 +57,10 @@ class LanguageModel:
 
     def head(self) -> Head | None:
         """The output layer as tensors (for the fused scoring head), or None when `logits_from_hidden`
-        is not softcap(scale · (h Wᵀ + b)); the scorer then takes the plain path."""
+        is not softcap(scale · (h Wᵀ + b)); the scorer then takes the plain path. A subclass that
+        overrides `logits_from_hidden` without overriding `head` gets None too (its logits are its own)."""
+        if type(self).logits_from_hidden is not LanguageModel.logits_from_hidden and type(self).head is LanguageModel.head:
+            return None
         layer = getattr(self.module, "lm_head", None)
         if type(layer) is not torch.nn.Linear:
             return None
