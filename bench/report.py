@@ -64,6 +64,27 @@ def _sections(text: str) -> list[tuple[str, str]]:
     return [(parts[i].strip(), parts[i + 1].strip()) for i in range(1, len(parts), 2)]
 
 
+CARRIED = "_Carried over from an earlier run of its own command (not re-run by bench/report.py)._"
+SUMMARY = "Summary of the carried-over benchmarks"
+
+
+def carried_sections(old: str) -> list[tuple[str, str]]:
+    """The old document's sections that this run does not regenerate, as (heading, body), each body
+    without its carried-over marker (written again once, not once per regeneration); the summary table
+    first (from its own section, or from the preamble of older documents), less any score.py/gram.py rows."""
+    def unmarked(body: str) -> str:
+        return "\n".join(line for line in body.splitlines() if line.strip() != CARRIED).strip()
+
+    sections = _sections(old)
+    kept = [(h, unmarked(b)) for h, b in sections if h not in OURS and h != SUMMARY]
+    preamble = re.split(r"^## ", old, maxsplit=1, flags=re.M)[0]
+    summary = "\n".join([preamble, *(b for h, b in sections if h == SUMMARY)])
+    rows = [r for r in summary.splitlines() if r.startswith("|") and "score.py" not in r and "gram.py" not in r]
+    if len(rows) > 2:  # header, rule and at least one benchmark row
+        kept.insert(0, (SUMMARY, "\n".join(rows)))
+    return kept
+
+
 def write_allowed(gate: LoadGate, out: Path, doc: Path = DOC) -> bool:
     """May the document go to `out`? Anywhere but docs/BENCHMARKS.md always; there only when the
     load gate passed (quiet cores, or busy ones with --allow-busy)."""
@@ -92,11 +113,7 @@ def main() -> None:
     gram = _run("gram.py", gram_args, tmp / "gram.md")
     gate = load_gate(load_start, load_now(), cpus, allow_busy=args.allow_busy)
     old = DOC.read_text() if DOC.exists() else ""
-    kept = [(h, b) for h, b in _sections(old) if h not in OURS and not h.startswith("Summary")]  # noqa: E501
-    preamble = re.split(r"^## ", old, maxsplit=1, flags=re.M)[0]
-    rows = [r for r in preamble.splitlines() if r.startswith("|") and "score.py" not in r and "gram.py" not in r]
-    if len(rows) > 2:  # header, rule and at least one benchmark row from the old summary table
-        kept.insert(0, ("Summary of the carried-over benchmarks", "\n".join(rows)))
+    kept = carried_sections(old)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     versions = ", ".join(f"{p} {version(p)}" for p in ("torch", "transformers", "lm_eval", "numpy"))
     out = [
@@ -123,7 +140,7 @@ def main() -> None:
         gram,
     ]
     for heading, body in kept:
-        out += ["", f"## {heading}", "", "_Carried over from an earlier run of its own command (not re-run by bench/report.py)._", "", body]
+        out += ["", f"## {heading}", "", CARRIED, "", body]
     text = "\n".join(out).rstrip() + "\n"
     if not write_allowed(gate, args.out):
         (tmp / "BENCHMARKS.md").write_text(text)
