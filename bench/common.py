@@ -31,5 +31,5 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
-def setup_threads() -> None:
-    torch.set_num_threads(2)
+def setup_threads(n: int = 2) -> None:
+    torch.set_num_threads(n)

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import setup_threads  # noqa: E402
-from timing import load  # noqa: E402
+from timing import load, load_now  # noqa: E402
 
 from lldmix_core.gram import exact_gram, sketched_gram  # noqa: E402
 from lldmix_core.mathcore.weights import adjusted_weights  # noqa: E402
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--markdown", type=Path, default=None)
     args = ap.parse_args()
     setup_threads()
+    load0 = load_now()
     lm = new_nanogpt(NanoGPTConfig(vocab_size=320, block_size=256, n_layer=2, n_head=4, n_embd=128), "bytes", 0)
     domains, batches = domain_batches(lm, args.texts_per_domain, args.domains, 256)
     K, P = len(domains), lm.n_params
@@ -76,7 +77,7 @@ def main() -> None:
     lines = [
         f"Model: byte-level NanoGPT 2 × 128 ({P:,} parameters), context 256; {K} domains × {args.texts_per_domain} "
         f"mini-Pile texts ({n_win} windows of 256 tokens); τ = 1, ridge 1e-3; 50 random Δ ~ N(0, 1) nats/token; "
-        f"3 sketch seeds per size. {load()} at the end of the run.",
+        f"3 sketch seeds per size. {load(load0)}.",
         "",
         "| estimator | weights: mean TV distance | weights: max TV distance | Gram rel. Frobenius error | time (s) | stored gradients |",
         "|---|---|---|---|---|---|",

@@ -16,6 +16,11 @@ scored log p_target are the same distribution over T-token sequences.
   the estimate is then not guaranteed ≥ 0. It is exact when both tokenizers are canonical on the
   samples (e.g. byte-level models). Use `samples.text_bytes` for the per-byte scale.
 
+Heads: every model's log p of the drawn (or re-encoded) tokens comes from `scoring`, i.e. the fused
+head (models/fused_head.py: observed-token log-probabilities tile by tile, never the [tokens × vocab]
+logits); drawing needs the whole next-token distribution, so `sample_texts` keeps the full float64
+log-softmax of each step's logits and sums the drawn tokens' entries of that same distribution.
+
 Units: per-sample values in bits/byte = nats/text ÷ ln 2 ÷ mean bytes per sample; standard error
 sd/√n in the same unit. Samples are drawn once per (target, n, T, seed) and reused for every model,
 so differences between models are paired (`paired_difference`).

@@ -96,3 +96,32 @@ def test_hf_model_batched_equals_naive(tmp_path):
         ref = lm.module(ids[:, :-1]).logits
     assert torch.allclose(lm.logits(ids[:, :-1]), ref, atol=1e-5)
     assert lm.fingerprint() == load_hf_model(tmp_path, tokenizer="gpt2").fingerprint()
+
+
+@pytest.mark.parametrize("tokenizer", ["gpt2", "bytes"])
+def test_fused_head_scores_equal_the_plain_head(tokenizer):
+    # the scorer's default (fused tiles, never the [tokens × vocabulary] logits) against its plain path
+    # (full float32 logits + log-softmax) on the same windows: the 1e-6 relative per text
+    lm = new_nanogpt(NanoGPTConfig(vocab_size=50304 if tokenizer == "gpt2" else 320, block_size=32, n_layer=1,
+                                   n_head=2, n_embd=32), tokenizer, seed=4)
+    assert lm.head() is not None
+    texts = TEXTS * 2 + ["x = 1\n" * 20]  # the last one is scored in rolling windows
+    fused = score_texts(lm, texts, batch_tokens=100)
+    plain = score_texts(lm, texts, batch_tokens=100, fused=False, row_chunk=13)
+    assert np.max(np.abs(fused.loglik - plain.loglik) / np.abs(plain.loglik)) < 1e-6
+    assert np.array_equal(fused.n_tokens, plain.n_tokens)
+
+
+def test_fused_head_on_hf_gpt2_equals_plain_and_naive(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(vocab_size=50257, n_embd=32, n_layer=1, n_head=2, n_positions=128)
+    torch.manual_seed(1)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
+    from lldmix_core.models.hf import load_hf_model
+
+    lm = load_hf_model(tmp_path, tokenizer="gpt2")
+    assert lm.head() is not None and lm.head().weight.shape == (50257, 32)
+    fused = score_texts(lm, TEXTS)
+    plain = score_texts(lm, TEXTS, fused=False)
+    assert np.max(np.abs(fused.loglik - plain.loglik) / np.abs(plain.loglik)) < 1e-6
+    assert _rel(fused.loglik, score_texts_naive(lm, TEXTS).loglik) < 1e-6

@@ -1,8 +1,9 @@
 """The one narrow interface for "a model that scores text", and its NanoGPT implementation.
 
 A `LanguageModel` turns token ids into final hidden states and hidden states into next-token
-logits. Keeping the two apart lets the scorer apply the output layer to a few rows at a time, so
-a 50k-vocabulary log-softmax is never held for a whole batch.
+logits; `head()` describes that output layer as tensors for the fused scoring head (fused_head.py).
+Keeping the two apart lets the scorer apply the output layer to a few rows at a time, so a
+50k-vocabulary log-softmax is never held for a whole batch.
 
 First-token convention: every text is scored as the sequence [BOS] + tokens(text), so the first
 token is conditioned on the tokenizer's BOS/end-of-text token and every token of the text is
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lldmix_core.models.fused_head import Head
 from lldmix_core.models.nanogpt import NanoGPT
 from lldmix_core.tokenizers import Tokenizer
 
@@ -52,6 +54,17 @@ class LanguageModel:
     def logits_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
         """Next-token logits [..., V] for hidden states [..., d]."""
         return self.module.lm_head(h)
+
+    def head(self) -> Head | None:
+        """The output layer as tensors (for the fused scoring head), or None when `logits_from_hidden`
+        is not softcap(scale · (h Wᵀ + b)); the scorer then takes the plain path. A subclass that
+        overrides `logits_from_hidden` without overriding `head` gets None too (its logits are its own)."""
+        if type(self).logits_from_hidden is not LanguageModel.logits_from_hidden and type(self).head is LanguageModel.head:
+            return None
+        layer = getattr(self.module, "lm_head", None)
+        if type(layer) is not torch.nn.Linear:
+            return None
+        return Head(layer.weight, layer.bias)
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         return self.logits_from_hidden(self.hidden(idx))

@@ -13,6 +13,7 @@ import torch
 
 from lldmix_core.errors import UserError
 from lldmix_core.models.base import LanguageModel
+from lldmix_core.models.fused_head import Head
 from lldmix_core.tokenizers import Tokenizer, get_tokenizer, refuse_custom_code
 
 
@@ -30,11 +31,41 @@ class HFLanguageModel(LanguageModel):
         return self.module.base_model(input_ids=idx).last_hidden_state
 
     def logits_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
-        logits = self.module.get_output_embeddings()(h)
+        head = self.head()
+        if head is not None:
+            return head.logits(h)
+        logits = self.module.get_output_embeddings()(h)  # an output layer we cannot describe
         cap = getattr(self.module.config, "final_logit_softcapping", None)
-        if cap:  # Gemma-2 style soft-capping happens after the output layer
+        if cap:
             logits = torch.tanh(logits / cap) * cap
         return logits
+
+    def head(self) -> Head | None:
+        """The output layer as softcap(scale · (h Wᵀ + b)): a plain `nn.Linear`, the logit scaling of
+        the model types in `_LOGIT_SCALES` (applied after the layer, as their forward does) and
+        Gemma-2 style `final_logit_softcapping`. None (the plain path, `logits_from_hidden` without
+        any scaling) when the output layer is not an `nn.Linear` or the config carries a logit
+        scaling of a model type not listed here."""
+        layer = self.module.get_output_embeddings()
+        if type(layer) is not torch.nn.Linear:
+            return None
+        cfg = self.module.config
+        scale = 1.0
+        rule = next((r for prefix, r in _LOGIT_SCALES.items() if str(cfg.model_type).startswith(prefix)), None)
+        if rule is not None:
+            attr, divide = rule
+            value = float(getattr(cfg, attr))
+            scale = 1.0 / value if divide else value
+        elif any(getattr(cfg, a, None) not in (None, 1, 1.0) for a in ("logit_scale", "logits_scaling")):
+            return None
+        cap = getattr(cfg, "final_logit_softcapping", None)
+        return Head(layer.weight, layer.bias, scale=scale, softcap=float(cap) if cap else None)
+
+
+# model_type prefix → (config attribute, divide?): the logits are multiplied by (or divided by) it after
+# the output layer in the model's own forward (transformers' Cohere, Granite and HyperCLOVA X models)
+_LOGIT_SCALES = {"cohere": ("logit_scale", False), "granite": ("logits_scaling", True),
+                 "hyperclovax": ("logits_scaling", False)}
 
 
 def _fingerprint_folder(folder: Path) -> str:
