@@ -47,10 +47,14 @@ def test_the_key_separates_what_changes_the_result():
     assert len({base, *others}) == 7
 
 
-def test_the_plans_units_key_as_pinned():
+def test_the_plans_units_key_as_pinned(monkeypatch):
     """The spec's τ reaches the key through the plan (spec.taus → RunUnit.tau_setting, a tau.Tau): the keys
-    of the quickstart's planned units are the pinned ones, so finished runs are still found."""
+    of the quickstart's planned units are the pinned ones (at the numerics version they were pinned at), so
+    the encoding is unchanged."""
+    from lldmix_core import run_keys as rk
     from lldmix_core.plan import run_plan
+
+    monkeypatch.setattr(rk, "NUMERICS_VERSION", 2)
 
     s = load_spec(ROOT / "runs" / "quickstart.yaml")
     planned = {(u.method, u.tau_setting.value): run_key(s.spec_hash, "c" * 64, 1, u.method, u.tau_setting, 7)
