@@ -121,7 +121,7 @@ class Engine:
             self._total_steps = sum(spec.training.steps for _ in plan)
             self._done_steps = 0
             self.clock = Stopwatch()  # where this spec's training time went, summed over the runs trained now
-            if self.twin(spec) and world()[1] == 1:
+            if self.twin(spec) and self._train_path(spec, "oracle"):
                 self.models.train_twins(spec, corpus, spec.seeds)  # on the grouped path: all seeds' twins together
             for batch, grouped in training_batches(plan, lambda u: self._groupable(spec, u), max_group(spec)):
                 ctxs = [self._context(spec, corpus, parent_id, mlflow_parent, prov, u.seed, contexts, out) for u in batch]

@@ -34,7 +34,7 @@ class FixedJob(NamedTuple):
     key: str  # the content key of its stage
     path: Path  # where the trained model is saved
     name: str
-    init_lm: LanguageModel  # the initial model, trained in place
+    init_lm: LanguageModel | None  # the initial model, trained in place (None: a random one, built to train)
     init: ModelRecipe  # how torchrun's other ranks rebuild it
     tcfg: TrainConfig
     weights: np.ndarray  # [K] its fixed training mixture
@@ -76,7 +76,7 @@ class ModelStages:
             if spec.training.group and world()[1] == 1:  # as its runs train: the oracle then reproduces it bit for bit
                 settings["train_path"] = TRAIN_PATH
         else:
-            init_lm, init = new_nanogpt(cfg, spec.tokenizer, t.seed), ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed)
+            init_lm, init = None, ModelRecipe.random(cfg.to_dict(), spec.tokenizer, t.seed)  # built only to train
             tcfg = self.train_config(spec, t.steps, t.seed, lr=t.lr, batch_size=t.batch_size)
         key = content_hash(settings)
         path = self.settings.home / "models" / f"{role}-{key[:16]}.pt"
@@ -96,8 +96,8 @@ class ModelStages:
         if not self._trained(job):
             with self.claims.exclusive(job.key, f"train-{role}") as mine:
                 if mine:
-                    self._train_fixed_now(spec, corpus, [job])
-                    return job.init_lm, int(self.store.get_stage(job.key)["model_id"]), job.truth
+                    [lm] = self._train_fixed_now(spec, corpus, [job])
+                    return lm, int(self.store.get_stage(job.key)["model_id"]), job.truth
         done = self.store.get_stage(job.key)  # trained earlier, or by another worker while we waited
         self.log(f"{role}: found trained model {done['model_name']} in the database (stage {job.key[:8]}), not retraining")
         self.recipes[role] = ModelRecipe.load("nanogpt", job.path)
@@ -115,8 +115,11 @@ class ModelStages:
             if todo:
                 self._train_fixed_now(spec, corpus, todo)
 
-    def _train_fixed_now(self, spec, corpus, jobs: list[FixedJob]) -> None:
-        """Train `jobs` (one, or twins together on the grouped path), save, register and finish their stages."""
+    def _train_fixed_now(self, spec, corpus, jobs: list[FixedJob]) -> list[LanguageModel]:
+        """Train `jobs` (one, or twins together on the grouped path), save, register and finish their stages;
+        the trained models, in the jobs' order."""
+        jobs = [j if j.init_lm is not None else j._replace(init_lm=new_nanogpt(
+            nanogpt_config(spec.arch, get_tokenizer(spec.tokenizer)), spec.tokenizer, j.tcfg.seed)) for j in jobs]
         for job in jobs:
             cfg, tcfg = job.init_lm.config, job.tcfg
             self.log(f"{job.role}: training NanoGPT ({cfg['n_layer']}×{cfg['n_embd']}) for {tcfg.steps} steps (seed "
@@ -148,6 +151,7 @@ class ModelStages:
             self.store.finish_stage(job.key, kind=f"train-{job.role}", spec_hash=spec.spec_hash,
                                     result={"model_id": model_id, "model_name": job.name, "path": str(job.path),
                                             "weights": job.truth})
+        return [job.init_lm for job in jobs]
 
     def train(self, recipe: ModelRecipe, lm: LanguageModel, corpus: PreparedCorpus, cfg: TrainConfig, weights, *,
                teacher: ModelRecipe | None = None, objective: str | None = None, params: dict | None = None, **kw):

@@ -4,7 +4,7 @@ step per training step for the whole group (lldmix_core/models/nanogpt_group.py 
 Each member keeps everything that makes it its own run, exactly as `train.train` does for one model:
 its initial weights, its seed's domain and batch generators (so the i-th batch a member takes from a
 domain is the one its method would take alone), its domain weights and re-weighting at its evaluation
-steps, its learning-rate schedule, gradient clipping by its own gradient norm, its checkpoints and
+steps, the learning-rate schedule (members share every setting but the seed), gradient clipping by its own gradient norm, its checkpoints and
 resume, and its callbacks (the engine's Evaluator and StepLogger write its database and MLflow rows).
 
 A member's numbers do not depend on which group it trains in (the same member alone through this path
@@ -173,9 +173,9 @@ def _train_together(states: Sequence[_MemberState], streams, domains, should_sto
             raise Cancelled(f"stopped at step {step}")
         # each member draws its one domain for the step from its own weights and generator
         ks = [int(torch.multinomial(torch.tensor(s.weights), 1, generator=s.domain_gen)) for s in states]
-        lrs = [lr_at(step, m.cfg) for m in members]
-        for pg in opt.param_groups:  # members share their settings, so their schedules agree
-            pg["lr"] = lrs[0]
+        lr = lr_at(step, cfg)  # members share every setting but the seed, so one schedule serves all
+        for pg in opt.param_groups:
+            pg["lr"] = lr
         totals = torch.zeros(len(members), dtype=torch.float64)
         for _ in range(cfg.grad_accum):
             batches = [streams.get_batch(domains[k], cfg.batch_size, cfg.block_size, s.batch_gens[k]) for k, s in zip(ks, states)]
@@ -193,9 +193,9 @@ def _train_together(states: Sequence[_MemberState], streams, domains, should_sto
         for g, (m, s) in enumerate(zip(members, states)):
             loss = float(totals[g])
             s.loss = loss
-            s.history.append({"step": step, "loss": loss, "lr": lrs[g], "domain": domains[ks[g]]})
+            s.history.append({"step": step, "loss": loss, "lr": lr, "domain": domains[ks[g]]})
             if m.on_step is not None:
-                m.on_step(step, loss, lrs[g], domains[ks[g]])
+                m.on_step(step, loss, lr, domains[ks[g]])
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             save_all(step + 1)
 
