@@ -53,3 +53,23 @@ def test_pass2_cells_keep_budget_and_twin_targets_per_seed():
         mod.pass2_cells(None, ind, expanded, pairs, ["dir-a2-s1"], ["uniform", "fixed"], {}, a)
     with pytest.raises(UserError, match="no finished pass 1 for .'dir-a2-s1'. in cell XS-300-twin"):
         mod.pass2_cells(None, twin, expanded, pairs, ["dir-a2-s1"], ["uniform", "fixed"], {}, a)
+
+
+def test_dry_run_estimate_counts_the_reweighting_runs_delta_and_gram():
+    """A re-weighting run costs its Δ scoring (a forward over n_est texts per domain at each schedule step)
+    and, for adjusted-LLD or record_gram, the Gram (a forward and backward over gram texts per domain);
+    uniform and the oracle cost neither. Checked against the count written out by hand."""
+    from lldmix_core.benchmark.suite import EVAL_TEXT_TOKENS, reweighting_steps
+    from lldmix_core.mathcore.schedule import lld_schedule
+
+    b = load_benchmark(ROOT / "runs" / "ladder-pass2.yaml")
+    c = next(c for c in expand(b) if c.cell == "XS-300-twin")
+    spec = c.spec  # iterative + adjusted re-weight; record_gram: true; 8 Δ texts, 4 Gram texts per domain
+    K, step_tokens, n = 9, 16 * 256, len(lld_schedule(300))
+    per_run = n * (K * 8 * EVAL_TEXT_TOKENS / (3 * step_tokens) + K * 4 * EVAL_TEXT_TOKENS / step_tokens)
+    assert reweighting_steps(spec, K) == pytest.approx(2 * per_run)
+    plain = spec.model_copy(update={"methods": ("uniform", "oracle")})
+    assert reweighting_steps(plain, K) == 0.0
+    no_gram = spec.model_copy(update={"methods": ("uniform", "iterative-lld"),
+                                      "lld": spec.lld.model_copy(update={"record_gram": False})})
+    assert reweighting_steps(no_gram, K) == pytest.approx(n * K * 8 * EVAL_TEXT_TOKENS / (3 * step_tokens))

@@ -8,7 +8,8 @@ from lldmix_core.benchmark.suite import BenchmarkCell, BenchmarkSpec, kl_uniform
 
 # Measured on this project's 2-core CPU machine (scripts/speed check, fp32, batch 16 × 256 bytes):
 # seconds per training step of a byte-level NanoGPT n_layer × n_embd. Other sizes scale by n_layer·d².
-STEP_SECONDS = {"2x64": 0.10, "2x128": 0.17}
+# 2×32: the ladder's 100-step runs trained in 3.4–3.8 s (below 2×32 a step's fixed costs dominate).
+STEP_SECONDS = {"2x64": 0.10, "2x128": 0.17, "2x32": 0.04}
 
 
 def describe_benchmark(b: BenchmarkSpec, cells: list[BenchmarkCell], store=None) -> str:
@@ -38,5 +39,6 @@ def describe_benchmark(b: BenchmarkSpec, cells: list[BenchmarkCell], store=None)
     est = seconds_estimate(cells, STEP_SECONDS)
     when = f"{est / 60:.0f} min" if est >= 120 else f"{est:.0f} s"
     lines.append(f"  estimated wall time on 2 CPU cores, nothing cached: ≈ {when} "
-                 f"(training steps at {STEP_SECONDS} s/step × 1.4 for evaluation; finished cells cost nothing)")
+                 f"(training steps at {STEP_SECONDS} s/step × 1.4 for evaluation, plus the re-weighting runs' Δ "
+                 f"estimates and Gram by their scored tokens; finished cells cost nothing)")
     return "\n".join(lines)

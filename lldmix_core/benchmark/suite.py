@@ -281,10 +281,37 @@ def load_benchmark(path: str | Path) -> BenchmarkSpec:
     return b
 
 
+# The local mini-Pile's evaluation texts average ≈ 980 bytes (byte tokens): what one Δ or Gram text costs.
+EVAL_TEXT_TOKENS = 1000
+
+
+def reweighting_steps(spec: RunSpec, n_domains: int) -> float:
+    """Training-step equivalents that one re-weighting run (iterative, adjusted) adds at its ~16 LLD
+    schedule steps: Δ scores n_est texts per domain (a forward, ⅓ of a training token's cost), the Gram
+    (adjusted-LLD, or `record_gram`) a forward and backward over gram.texts_per_domain texts per domain.
+    A training step is batch × block tokens forward and backward."""
+    from lldmix_core.mathcore.schedule import lld_schedule
+    from lldmix_core.methods import METHODS
+
+    lld = spec.lld
+    step_tokens = spec.training.batch_size * spec.arch.block_size
+    n_est = lld.estimate_texts_per_domain or spec.corpus.eval_per_domain
+    delta = n_domains * n_est * EVAL_TEXT_TOKENS / (3 * step_tokens)
+    gram = n_domains * lld.gram.texts_per_domain * EVAL_TEXT_TOKENS / step_tokens
+    n_sched = len(lld_schedule(spec.training.steps))
+    total = 0.0
+    for m in spec.methods:
+        if METHODS[m].iterative:
+            needs_gram = METHODS[m].kind == "adjusted" or lld.record_gram
+            total += n_sched * (delta + (gram if needs_gram else 0.0))
+    return total
+
+
 def seconds_estimate(cells: list[BenchmarkCell], step_seconds: dict[str, float]) -> float:
     """A rough wall-time estimate (s) from a measured seconds-per-training-step at each arch's
     n_layer·n_embd² (`step_seconds` maps "n_layer x n_embd" → s/step); unknown sizes scale by n_layer·d².
-    Counts target/base training and one run per (method, seed) at ~1.4× training (evaluation, Δ)."""
+    Counts target/base training, one run per (method, seed) at ~1.4× training (the model map, the
+    sampled KL, the store), and each re-weighting run's Δ estimates and Gram (`reweighting_steps`)."""
     ref_key, ref_s = next(iter(step_seconds.items()))
     rl, rd = (int(x) for x in ref_key.split("x"))
     total, seen = 0.0, set()
@@ -301,4 +328,5 @@ def seconds_estimate(cells: list[BenchmarkCell], step_seconds: dict[str, float])
                 total += t.steps * s
         n_runs = len(c.spec.seeds) * len(c.spec.methods)
         total += n_runs * c.spec.training.steps * s * 1.4
+        total += len(c.spec.seeds) * reweighting_steps(c.spec, len(c.weights)) * s
     return total if math.isfinite(total) else math.nan
