@@ -55,7 +55,8 @@ def finished_outcome(engine, spec: RunSpec, corpus, prov: dict) -> SpecOutcome |
 def _outcome(engine, spec: RunSpec, parent, corpus, prov: dict, targets: dict, found: list) -> SpecOutcome:
     """The SpecOutcome of a finished spec, as Engine.run would return it, from the stored rows."""
     store = engine.store
-    engine.log(f"{spec.name}: finished earlier (parent run {parent.id}); reporting it from the database")
+    engine.log(f"{spec.name}: found finished in the database (parent run {parent.id}); reported without "
+               "loading or training a model")
     out = SpecOutcome(spec.name, spec.spec_hash, parent.id, corpus.info.content_hash, "",
                       mlflow_parent=parent.mlflow_run_id, provenance=prov)
     for unit, key in found:

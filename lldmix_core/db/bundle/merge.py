@@ -149,10 +149,12 @@ class _Merger:
                 self.report.present["texts"] += len(texts[row["id"]])
                 self.ids["corpora"][row["id"]] = found
                 continue
-            settings = dict(row["settings"] or {})
-            if isinstance(settings.get("target_model_id"), int):
-                settings["target_model_id"] = self.ids["models"].get(settings["target_model_id"])
-            new_id = self._insert("corpora", table, {**self._remapped(row, "corpora"), "settings": settings})
+            settings, source = dict(row["settings"] or {}), row["source"]
+            old_model = settings.get("target_model_id")
+            if isinstance(old_model, int):  # a sample corpus: drawn from this model (sampled_eval.target_samples)
+                settings["target_model_id"] = self.ids["models"].get(old_model)
+                source = source.replace(f"drawn from model {old_model} (", f"drawn from model {settings['target_model_id']} (", 1)
+            new_id = self._insert("corpora", table, {**self._remapped(row, "corpora"), "settings": settings, "source": source})
             self.ids["corpora"][row["id"]] = new_id
             batch = [{**self._remapped(t, "texts"), "corpus_id": new_id} for t in texts[row["id"]]]
             if batch:
