@@ -102,7 +102,7 @@ def db_export(
     force: bool = typer.Option(False, "--force", help="Replace OUT when it exists."),
 ):
     """Write finished runs and every row they need to a portable SQLite bundle (no jobs, no stage claims)."""
-    from lldmix_core.db.bundle import export_bundle
+    from lldmix_core.bundle import export_bundle
 
     r = export_bundle(_verified_store().engine, out, spec_path=spec, force=force)
     counts = ", ".join(f"{t} {n}" for t, n in r.counts.items())
@@ -114,8 +114,8 @@ def db_export(
 @db_app.command("import")
 def db_import(file: Path = typer.Argument(..., help="Bundle written by `lldmix db export` (or another lldmix SQLite database).")):
     """Merge a bundle's finished runs into this database in one transaction (rows already here are kept)."""
-    from lldmix_core.db.bundle import import_bundle
-    from lldmix_core.db.bundle.open import open_bundle
+    from lldmix_core.bundle import import_bundle
+    from lldmix_core.bundle.open import open_bundle
 
     open_bundle(file).dispose()  # a file that is not a bundle is refused before this database is opened
     r = import_bundle(_writable_store().engine, file)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def natural_rows(url: str, leave_out: tuple[str, ...] = ()) -> dict[str, list[st
             for name in RESULT_TABLES:
                 rows = []
                 for r in conn.execute(select(tables[name])).mappings():
-                    row = {k: (label[REF_LABEL[k][0]].get(v) if k in REF_LABEL and v is not None else v)
+                    row = {k: (label[REF_LABEL[k][0]].get(v) if k in REF_LABEL and v is not None else _utc(v))
                            for k, v in r.items()
                            if k not in ("id", "key", "checksum", "job_id", *leave_out) and f"{name}.{k}" not in leave_out}
                     if name == "models" and str(row.get("source")).startswith("run:"):
@@ -71,6 +72,13 @@ def natural_rows(url: str, leave_out: tuple[str, ...] = ()) -> dict[str, list[st
         return out
     finally:
         engine.dispose()
+
+
+def _utc(v):
+    """A datetime as naive UTC (SQLite hands them back naive, PostgreSQL with a zone); anything else as is."""
+    if isinstance(v, datetime) and v.tzinfo is not None:
+        return v.astimezone(timezone.utc).replace(tzinfo=None)
+    return v
 
 
 def _db_url(home: Path) -> str:
@@ -119,7 +127,7 @@ def test_a_fresh_home_gets_the_same_rows_the_same_document_and_nothing_to_train(
 
 
 def test_importing_the_same_bundle_twice_adds_nothing(bundle, tmp_path):
-    from lldmix_core.db.bundle import import_bundle
+    from lldmix_core.bundle import import_bundle
     from lldmix_core.db.engine import make_engine
 
     home = _new_home(tmp_path, "b")
@@ -199,7 +207,7 @@ def test_a_cell_with_an_unfinished_run_is_left_out_whole(ladder_smoke_home, tmp_
 
 
 def test_a_run_key_is_rederived_for_the_importing_databases_target_id_only_when_reproduced():
-    from lldmix_core.db.bundle.keys import rederived_key
+    from lldmix_core.bundle.keys import rederived_key
     from lldmix_core.run_keys import run_key
 
     run = {"method": "uniform", "spec_hash": "s" * 64, "seed": 1, "tau_setting": None, "target_model_id": 7,
@@ -212,7 +220,7 @@ def test_a_run_key_is_rederived_for_the_importing_databases_target_id_only_when_
 def test_import_into_postgresql(bundle):
     from test_db import _fresh_pg_url, need_pg
 
-    from lldmix_core.db.bundle import import_bundle
+    from lldmix_core.bundle import import_bundle
     from lldmix_core.db.engine import make_engine, upgrade
 
     url = _fresh_pg_url(need_pg())

@@ -9,7 +9,7 @@ lldmix database (SQLite or PostgreSQL) by natural keys, so imported work is foun
 Checkpoints, token streams, samples files and MLflow runs do not travel: only database rows.
 """
 
-from lldmix_core.db.bundle.export import ExportReport, export_bundle
-from lldmix_core.db.bundle.merge import ImportReport, import_bundle
+from lldmix_core.bundle.export import ExportReport, export_bundle
+from lldmix_core.bundle.merge import ImportReport, import_bundle
 
 __all__ = ["ExportReport", "ImportReport", "export_bundle", "import_bundle"]

@@ -44,7 +44,7 @@ def open_bundle(path: Path) -> Engine:
 
 
 def _check(engine: Engine, path: Path) -> None:
-    from lldmix_core.db.bundle.selection import TABLES
+    from lldmix_core.bundle.selection import TABLES
     from lldmix_core.db.engine import current_revision, head_revision
     from lldmix_core.db.integrity import verify_all
 

@@ -23,9 +23,9 @@ from sqlalchemy import Connection, Engine, Table, and_, select, update
 
 from lldmix_core.db import integrity
 from lldmix_core.db import schema as S
-from lldmix_core.db.bundle.keys import rederived_key
-from lldmix_core.db.bundle.open import open_bundle
-from lldmix_core.db.bundle.selection import TABLES, select_rows, selected_rows
+from lldmix_core.bundle.keys import rederived_key
+from lldmix_core.bundle.open import open_bundle
+from lldmix_core.bundle.selection import TABLES, select_rows, selected_rows
 from lldmix_core.db.store.common import same
 from lldmix_core.errors import UserError
 

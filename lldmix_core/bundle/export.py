@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
-from lldmix_core.db.bundle.selection import TABLES, Selection, select_rows, selected_rows
+from lldmix_core.bundle.selection import TABLES, Selection, select_rows, selected_rows
 from lldmix_core.errors import UserError
 
 
