@@ -58,7 +58,7 @@ def natural_rows(url: str, leave_out: tuple[str, ...] = ()) -> dict[str, list[st
                 for r in conn.execute(select(tables[name])).mappings():
                     row = {k: (label[REF_LABEL[k][0]].get(v) if k in REF_LABEL and v is not None else _utc(v))
                            for k, v in r.items()
-                           if k not in ("id", "key", "checksum", "job_id", *leave_out) and f"{name}.{k}" not in leave_out}
+                           if k not in ("id", "key", "checksum", "job_id", "mlflow_run_id", *leave_out) and f"{name}.{k}" not in leave_out}
                     if name == "models" and str(row.get("source")).startswith("run:"):
                         row["source"] = "run:" + label["runs"][int(row["source"][4:])]
                     drawn_from = (row["settings"] or {}).get("target_model_id") if name == "corpora" else None

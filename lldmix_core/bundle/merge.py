@@ -175,7 +175,8 @@ class _Merger:
                 if have.status != "finished":
                     self.report.unfinished_here.append(have.name)
                 continue
-            values = {**self._remapped(row, "runs"), "key": key, "job_id": None}
+            # MLflow runs do not travel: an id of another machine's tracking server would be resumed there
+            values = {**self._remapped(row, "runs"), "key": key, "job_id": None, "mlflow_run_id": None}
             self.ids["runs"][row["id"]] = self._insert("runs", table, values)
             self.new_runs.add(row["id"])
 
