@@ -5,6 +5,7 @@ duplicate; bad files are refused with one line and the target database untouched
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 from datetime import datetime, timezone
@@ -204,6 +205,29 @@ def test_a_cell_with_an_unfinished_run_is_left_out_whole(ladder_smoke_home, tmp_
     with sqlite3.connect(out) as c:
         names = [r[0] for r in c.execute("SELECT name FROM runs")]
     assert len(names) == 14 and not any("XS-16-twin" in n for n in names)
+
+
+def test_ids_inside_rows_name_the_same_things_after_import_into_a_database_with_other_ids(smoke_home, bundle, tmp_path):
+    """A recipe's pass-1 run id (provenance), an evaluated model's `run:<id>` source and a sample corpus's
+    model id are ids too: after import they name the same run and model as in the source."""
+    smoke = tmp_path / "smoke.sqlite"
+    run_cli("db", "export", str(smoke), "--spec", "runs/smoke.yaml", env=_env(smoke_home))
+    home = _new_home(tmp_path, "b")
+    run_cli("db", "import", str(bundle), env=_env(home))  # other rows first: the smoke rows get other ids
+    run_cli("db", "import", str(smoke), env=_env(home))
+
+    def named(db: Path) -> tuple:
+        with sqlite3.connect(db) as c:
+            runs = dict(c.execute("SELECT id, name FROM runs"))
+            recipe = {n: json.loads(p)["pass1_run_id"] for n, p in c.execute("SELECT name, provenance FROM recipes")}
+            sources = sorted((m, runs[int(s[4:])]) for m, s in c.execute(
+                "SELECT name, source FROM models WHERE source LIKE 'run:%' AND name LIKE 'smoke.%'"))
+        return {n: runs[i] for n, i in recipe.items()}, sources
+
+    here, there = named(home / "lldmix.db"), named(smoke_home / "lldmix.db")
+    assert here == there and len(here[0]) == 1 and len(here[1]) > 0
+    with sqlite3.connect(home / "lldmix.db") as c:
+        assert c.execute("SELECT min(id) FROM runs WHERE name LIKE 'smoke.%'").fetchone()[0] > 21  # the ids did move
 
 
 def test_a_run_key_is_rederived_for_the_importing_databases_target_id_only_when_reproduced():

@@ -83,7 +83,7 @@ class _Merger:
         self._by_unique("domain_logliks", S.DomainLoglik.__table__, ("model_id", "corpus_id", "domain_id"))
         for name in ("weight_estimates", "kl_results", "run_metrics"):
             self._run_results(name)
-        self._by_unique("recipes", S.Recipe.__table__, ("name",))
+        self._by_unique("recipes", S.Recipe.__table__, ("name",), self._recipe_provenance)
 
     # ------------------------------------------------------------------ helpers
     REFS = {"domain_id": "domains", "corpus_id": "corpora", "model_id": "models", "reference_model_id": "models",
@@ -95,9 +95,9 @@ class _Merger:
         NULL), without its id and, where the checksum hashes ids (SEALED), without its checksum."""
         own = ("id", "checksum") if table in SEALED else ("id",)
         out = {k: v for k, v in row.items() if k not in own}
-        for col, table in self.REFS.items():
+        for col, referred in self.REFS.items():
             if col in out and out[col] is not None:
-                out[col] = self.ids[table].get(out[col])
+                out[col] = self.ids[referred].get(out[col])
         return _aware(out)
 
     def _insert(self, name: str, table: Table, values: dict) -> int:
@@ -108,10 +108,12 @@ class _Merger:
     def _find(self, table: Table, values: dict, key: tuple[str, ...]) -> int | None:
         return self.dst.scalar(select(table.c.id).where(and_(*(same(table.c[c], values[c]) for c in key))).limit(1))
 
-    def _by_unique(self, name: str, table: Table, key: tuple[str, ...]) -> None:
-        """Rows matched by the natural key `key` (after remapping): found ones kept, others inserted."""
+    def _by_unique(self, name: str, table: Table, key: tuple[str, ...], adjust=None) -> None:
+        """Rows matched by the natural key `key` (after remapping and `adjust(values)`, when given): found
+        ones kept, others inserted."""
         for row in self.rows[name]:
             values = self._remapped(row, name)
+            values = adjust(values) if adjust is not None else values
             found = self._find(table, values, key)
             if found is None:
                 found = self._insert(name, table, values)
@@ -191,6 +193,13 @@ class _Merger:
             source = f"run:{new_run}" if row["source"] == f"run:{row['run_id']}" else row["source"]
             self.dst.execute(update(table).where(table.c.id == self.ids["models"][row["id"]])
                              .values(run_id=new_run, source=source))
+
+    def _recipe_provenance(self, values: dict) -> dict:
+        """An aggregated recipe's `provenance.pass1_run_id` in this database's run ids."""
+        provenance = dict(values["provenance"] or {})
+        if isinstance(provenance.get("pass1_run_id"), int):
+            provenance["pass1_run_id"] = self.ids["runs"].get(provenance["pass1_run_id"])
+        return {**values, "provenance": provenance}
 
     def _run_results(self, name: str) -> None:
         """A run's weights, KL results and metrics: with the run when it was added, else kept as they are here."""
