@@ -181,6 +181,20 @@ def test_a_file_that_is_not_a_bundle_at_this_revision_is_refused_and_nothing_is_
     assert _file_digest(home / "lldmix.db") == before
 
 
+def test_a_model_name_taken_here_by_other_weights_refuses_the_whole_import(bundle, tmp_path):
+    home = _new_home(tmp_path, "b")
+    with sqlite3.connect(bundle) as c:
+        name, = c.execute("SELECT name FROM models WHERE source LIKE 'run:%' ORDER BY id LIMIT 1").fetchone()
+    with sqlite3.connect(home / "lldmix.db") as c:
+        c.execute("INSERT INTO models (name, kind, source, tokenizer, tokenizer_hash, n_params, fingerprint, config, "
+                  "created_at) VALUES (?, 'nanogpt', 'elsewhere', 'bytes', 'h', 1, ?, '{}', '2026-01-01')", (name, "f" * 64))
+    before = natural_rows(_db_url(home))
+    proc = run_cli("db", "import", str(bundle), env=_env(home), check=False)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and f"model '{name}'" in lines[0] and "nothing was imported" in lines[0]
+    assert natural_rows(_db_url(home)) == before  # one transaction: the rows merged before the conflict are gone too
+
+
 def test_export_refuses_to_overwrite_without_force(bundle, ladder_smoke_home, tmp_path):
     out = tmp_path / "out.sqlite"
     out.write_bytes(b"keep me")
