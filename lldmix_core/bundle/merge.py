@@ -154,14 +154,22 @@ class _Merger:
             settings, source = dict(row["settings"] or {}), row["source"]
             old_model = settings.get("target_model_id")
             if isinstance(old_model, int):  # a sample corpus: drawn from this model (sampled_eval.target_samples)
-                settings["target_model_id"] = self.ids["models"].get(old_model)
-                source = source.replace(f"drawn from model {old_model} (", f"drawn from model {settings['target_model_id']} (", 1)
+                settings["target_model_id"] = new_model = self._drawn_from(old_model, settings.get("target_fingerprint"))
+                source = source.replace(f"drawn from model {old_model} (", f"drawn from model {new_model} (", 1)
             new_id = self._insert("corpora", table, {**self._remapped(row, "corpora"), "settings": settings, "source": source})
             self.ids["corpora"][row["id"]] = new_id
             batch = [{**self._remapped(t, "texts"), "corpus_id": new_id} for t in texts[row["id"]]]
             if batch:
                 self.dst.execute(S.CorpusText.__table__.insert(), batch)
                 self.report.added["texts"] += len(batch)
+
+    def _drawn_from(self, old_model: int, fingerprint: str | None) -> int | None:
+        """This database's id of the model a sample corpus was drawn from: that model, or (when the bundle
+        does not carry it: another spec's model with the same weights drew first) one with its weights."""
+        if old_model in self.ids["models"]:
+            return self.ids["models"][old_model]
+        alike = (m["id"] for m in self.rows["models"] if m["fingerprint"] == fingerprint)
+        return next((self.ids["models"][i] for i in alike), None)
 
     def _runs(self) -> None:
         """Runs by key (parents before children); a trained run's key re-derived for the remapped target."""
