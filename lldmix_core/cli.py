@@ -95,6 +95,42 @@ def db_current():
     typer.echo(f"database {_redact(s.db_url)}: {current_revision(make_engine(s.db_url))} (code: {head_revision()})")
 
 
+@db_app.command("export")
+def db_export(
+    out: Path = typer.Argument(..., help="SQLite file to write, e.g. results/ladder.sqlite."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="Run spec or benchmark file: export only its finished runs."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT when it exists."),
+):
+    """Write finished runs and every row they need to a portable SQLite bundle (no jobs, no stage claims)."""
+    from lldmix_core.bundle import export_bundle
+
+    r = export_bundle(_verified_store().engine, out, spec_path=spec, force=force)
+    counts = ", ".join(f"{t} {n}" for t, n in r.counts.items())
+    typer.echo(f"exported {r.groups} finished group(s) of runs to {r.path} ({r.size_bytes:,} bytes): {counts}")
+    if r.left_out:
+        typer.echo(f"left out {len(r.left_out)} unfinished group(s): {', '.join(r.left_out)}")
+
+
+@db_app.command("import")
+def db_import(file: Path = typer.Argument(..., help="Bundle written by `lldmix db export` (or another lldmix SQLite database).")):
+    """Merge a bundle's finished runs into this database in one transaction (rows already here are kept)."""
+    from lldmix_core.bundle import import_bundle
+    from lldmix_core.bundle.open import open_bundle
+
+    open_bundle(file).dispose()  # a file that is not a bundle is refused before this database is opened
+    r = import_bundle(_writable_store().engine, file)
+    tables = [t for t in dict.fromkeys([*r.added, *r.present])]
+    counts = ", ".join(f"{t} {r.added.get(t, 0)} added / {r.present.get(t, 0)} present" for t in tables)
+    typer.echo(f"imported {file} into {_redact(_settings().db_url)}: {counts or 'nothing to import'}")
+    if r.rekeyed:
+        typer.echo(f"{r.rekeyed} run key(s) re-derived for this database's target model ids")
+    if r.unfinished_here:
+        typer.echo(f"kept {len(r.unfinished_here)} run(s) that are unfinished here although finished in the bundle "
+                   f"(a re-run finishes them): {', '.join(r.unfinished_here)}")
+    if r.left_out:
+        typer.echo(f"not imported: {len(r.left_out)} unfinished group(s) in {file}")
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -27,6 +27,7 @@ from lldmix_core.errors import UserError
 from lldmix_core.evaluate import register_model, score_model
 from lldmix_core.models import LanguageModel
 from lldmix_core.engine_claims import StageClaims
+from lldmix_core.engine_found import finished_outcome
 from lldmix_core.domain_mapping import check_run_domains
 from lldmix_core.engine_lld import LLDStages, corpus_manifest, subsample
 from lldmix_core.engine_models import ModelStages, _device
@@ -97,6 +98,10 @@ class Engine:
 
         self._check_against_corpus(spec, corpus)  # refuse before anything of the run is written
         prov = provenance.collect(corpus.info.content_hash, tok.identity)
+        found = finished_outcome(self, spec, corpus, prov)  # finished here or imported: no model is needed
+        if found is not None:
+            self.progress(1.0, "finished")
+            return found
         parent_key = content_hash({"parent": spec.spec_hash})
         parent_id = self.store.start_run(key=parent_key, name=spec.name, spec_hash=spec.spec_hash, method=PARENT_ROW,
                                          job_id=self.job_id, config=spec.model_dump(mode="json"), corpus_id=corpus.info.id,

@@ -107,7 +107,9 @@ def load_stored_model(store: Store, checkpoints_dir: Path, model_id: int) -> Lan
     run = store.get_run(int(info.source.split(":", 1)[1]))
     path = Path(checkpoints_dir) / run.key[:16] / "last.pt"
     if not path.is_file():
-        raise UserError(f"{path}: the checkpoint of run {run.id} ({run.name}) is missing; re-run its spec")
+        raise UserError(f"{path}: the checkpoint of run {run.id} ({run.name}) is not on this machine (checkpoints "
+                        "stay where a run trained; `lldmix db import` carries results only): copy that file from "
+                        "the machine that trained the run, or delete the run from the database to train it again")
     lm = load_model("nanogpt", path)
     if lm.fingerprint() != info.fingerprint:
         raise UserError(f"{path}: holds another state than model {model_id} ({info.name}): the run's last "
