@@ -91,6 +91,6 @@ def test_finder_sees_a_cycle():
 
 def test_no_import_cycle_in_the_package():
     graph = import_graph()
-    assert "lldmix_core.engine_models" in graph and "lldmix_core.train" in graph["lldmix_core.engine_models"]
+    assert "lldmix_core.engine.models" in graph and "lldmix_core.train" in graph["lldmix_core.engine.models"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " → ".join(cycle)

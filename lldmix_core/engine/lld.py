@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 
+from lldmix_core.db.store import Store
 from lldmix_core.domain_manifest import PROVENANCE_KEY, of_texts
 from lldmix_core.errors import UserError
 from lldmix_core.estimators import CONDITIONING, aggregation_estimator, conditioning
@@ -28,7 +29,7 @@ class LLDStages:
     """The LLD stages the engine calls: the domain Gram matrix, and the aggregated recipe from a pass 1
     found by its run key (run_keys.run_key)."""
 
-    def __init__(self, store):
+    def __init__(self, store: Store | None):  # None: the Gram alone (bench/eval_cost.py)
         self.store = store
 
     def gram(self, spec: RunSpec, lm: LanguageModel, corpus: PreparedCorpus) -> np.ndarray:

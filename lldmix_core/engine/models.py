@@ -1,7 +1,8 @@
 """The models a spec needs: the target (trained with fixed weights, or loaded) and each seed's base,
 plus the training call every stage goes through (it first tells torchrun's other ranks what to build).
 
-A collaborator of the engine: it writes models and their stages to the store, never to the tracker.
+A part of the engine, handed the store, settings, claims, log, progress and stop check (never the engine):
+it writes models and their stages to the store, never to the tracker.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 import torch
 
 from lldmix_core.config import Settings, confine_path
+from lldmix_core.db.store import Store
 from lldmix_core.distributed import ModelRecipe, TrainTask, broadcast_task
+from lldmix_core.engine.claims import StageClaims
 from lldmix_core.errors import UserError
 from lldmix_core.evaluate import register_model
 from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nanogpt, save_nanogpt
@@ -50,8 +53,8 @@ class ModelStages:
     """Builds, trains (once, by content key) and loads models; remembers how each role's model is
     rebuilt (`recipes`) for torchrun followers."""
 
-    def __init__(self, store, settings: Settings, claims, log: Callable[[str], None],
-                 progress: Callable[[float, str], None], should_stop):
+    def __init__(self, store: Store, settings: Settings, claims: StageClaims, log: Callable[[str], None],
+                 progress: Callable[[float, str], None], should_stop: Callable[[], bool] | None):
         self.store, self.settings, self.claims, self.log = store, settings, claims, log
         self.progress, self.should_stop = progress, should_stop
         self.recipes: dict[str, ModelRecipe] = {}  # role -> how to rebuild that model
