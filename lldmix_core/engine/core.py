@@ -99,7 +99,7 @@ class Engine:
             note_other_versions(self.store, self.log, parent_id)
             self.steps.total = sum(spec.training.steps for _ in plan)
             if self.twin(spec) and train_path(spec, "oracle"):
-                self.models.train_twins(spec, corpus, spec.seeds)  # on the grouped path: all seeds' twins together
+                self.models.train_twins(spec, corpus, tok, spec.seeds)  # on the grouped path: all seeds' twins together
             for batch, grouped in training_batches(plan, lambda u: groupable_here(spec, u), max_group(spec)):
                 ctxs = [self._context(spec, corpus, tok, parent_id, mlflow_parent, prov, u.seed, contexts, out)
                         for u in batch]
@@ -149,7 +149,7 @@ class Engine:
         which = seed if self.twin(spec) else None
         if which in contexts:
             return contexts[which]
-        target_lm, target_id, out.truth = self.models.target(spec, corpus, seed)
+        target_lm, target_id, out.truth = self.models.target(spec, corpus, tok, seed)
         out.target_name = self.store.get_model(target_id).name
         target_scores = score_model(self.store, target_lm, target_id, corpus.info.id, corpus.texts)
         self.runs.downstream_target = self.runs.downstream(spec, target_lm, parent_id, 0, "target") \

@@ -156,7 +156,7 @@ class RunStages:
         """The base for this seed (on the device), the distillation loss if the method has a teacher,
         and the base's model id."""
         M = METHODS[unit.method]
-        lm = self.models.base(ctx.spec, ctx.corpus, unit.seed)
+        lm = self.models.base(ctx.spec, ctx.corpus, ctx.tokenizer, unit.seed)
         lm.module.to(_device())
         loss_fn = None
         if M.needs_teacher:
