@@ -38,7 +38,7 @@ from lldmix_core.outcomes import Cancelled, RunOutcome, SpecOutcome
 from lldmix_core.plan import RunUnit, max_group, run_plan, training_batches
 from lldmix_core.prepare import PreparedCorpus, mixture, prepare_corpus
 from lldmix_core.provenance import NUMERICS_VERSION
-from lldmix_core.run_keys import run_key
+from lldmix_core.run_keys import run_key, run_name
 from lldmix_core.spec import RunSpec, content_hash
 from lldmix_core.stopwatch import Stopwatch
 from lldmix_core.tokenizers import Tokenizer, get_tokenizer
@@ -181,8 +181,7 @@ class Engine:
         the grouped path's name `path` for a run trained in a group) and its name."""
         spec, (seed, method, tau_setting) = ctx.spec, unit
         key = run_key(spec.spec_hash, ctx.corpus.info.content_hash, seed, method, tau_setting, ctx.target_id, path)
-        name = f"{spec.name}.{method}.seed{seed}" + tau_setting.name_suffix(len(spec.lld.taus) > 1)
-        return key, name
+        return key, run_name(spec, seed, method, tau_setting)
 
     def _finished(self, key: str, name: str, unit: RunUnit, steps: int) -> RunOutcome | None:
         existing = self.store.get_run_by_key(key)

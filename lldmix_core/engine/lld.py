@@ -19,7 +19,7 @@ from lldmix_core.models import LanguageModel
 from lldmix_core.pass1 import pass1_of
 from lldmix_core.prepare import PreparedCorpus, mixture
 from lldmix_core.repetition import cap_recipe, run_budget_tokens
-from lldmix_core.run_keys import run_key
+from lldmix_core.run_keys import run_key, run_name
 from lldmix_core.spec import RunSpec
 from lldmix_core.tau import Tau
 from lldmix_core.train import lm_loss
@@ -57,7 +57,7 @@ class LLDStages:
     @staticmethod
     def recipe_name(spec: RunSpec, seed: int, tau_setting: Tau, method: str) -> str:
         """The stored recipe of `method` (an aggregating method) for this seed and τ setting."""
-        return f"{spec.name}.{method}.seed{seed}" + tau_setting.name_suffix(len(spec.lld.taus) > 1)
+        return run_name(spec, seed, method, tau_setting)
 
     def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting: Tau,
                   target_id: int, method: str, pass1_path: str | None = None) -> tuple[np.ndarray, float | None]:
