@@ -87,32 +87,20 @@ def truth(model_id: int, v: str) -> dict[str, float] | None:
 
 
 @st.cache_data(ttl=60)
-def sampled_pairs(parent_id: int, reference: str, v: str) -> pd.DataFrame:
-    """Per run (not the reference) and seed: its final sampled KL minus the reference's of the same seed,
-    bits/byte, with the per-draw paired standard error (both scored on the same draws from the target)."""
-    from lldmix_core.paired import paired_sampled_difference
+def sampled_pairs(parent_id: int, reference: str, v: str) -> list:
+    """Per run (not the reference) and seed: its final sampled KL beside the reference's of the same seed
+    (lldmix_core.paired.pair_with_reference: the difference, and the per-draw paired difference with its
+    standard error where both were scored on the same draws from the target). Each pair's `run.of` is the
+    run's row of `last_per_run` as a dict (run_id, method, tau_setting, …)."""
+    from lldmix_core.paired import FinalSampled, pair_with_reference
 
-    st_ = store()
     kl = kl_rows(parent_id, v)
     if kl.empty:
-        return pd.DataFrame()
+        return []
     final = last_per_run(kl, SAMPLED)
-    if final.empty:
-        return pd.DataFrame()
-    refs = final[final["method"] == reference].set_index("seed")
-    out = []
-    for _, r in final[final["method"] != reference].iterrows():
-        if r["seed"] not in refs.index:
-            continue
-        u = refs.loc[r["seed"]]
-        row = {"run_id": r["run_id"], "method": r["method"], "tau_setting": r["tau_setting"], "seed": r["seed"],
-               "diff": r["bits_per_byte"] - u["bits_per_byte"], "se": float("nan")}
-        if r["corpus_id"] == u["corpus_id"]:
-            within = paired_sampled_difference(st_, int(r["corpus_id"]), int(r["model_id"]), int(u["model_id"]))
-            if within is not None:
-                row["diff"], row["se"] = within
-        out.append(row)
-    return pd.DataFrame(out)
+    finals = [FinalSampled(r["method"], int(r["seed"]), float(r["bits_per_byte"]), int(r["corpus_id"]),
+                           int(r["model_id"]), of=r.to_dict()) for _, r in final.iterrows()]
+    return pair_with_reference(store(), finals, reference)
 
 
 @st.cache_data(ttl=60)

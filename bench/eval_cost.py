@@ -35,7 +35,7 @@ from lldmix_core.corpus.eval import build_eval_corpus
 from lldmix_core.corpus.local import build_local_minipile
 from lldmix_core.corpus.records import iter_records
 from lldmix_core.corpus.streams import DomainStreams
-from lldmix_core.engine_lld import LLDStages
+from lldmix_core.engine.lld import LLDStages
 from lldmix_core.models import NanoGPTConfig, new_nanogpt
 from lldmix_core.scoring import score_texts, score_token_ids
 from lldmix_core.tokenizers import get_tokenizer

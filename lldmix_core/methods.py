@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lldmix_core.behaviours import Adjusted, Aggregate, Behaviour, EmaIterative, Iterative, Prior, Recipe, Truth
-from lldmix_core.tau import NO_TAU, Tau
+from lldmix_core.tau import Tau, tau_of_cell
 
 # How a method chooses the training mixture (one behaviour object per kind, lldmix_core/behaviours/):
 #   Prior      the LLD prior (uniform unless lld.prior) for the whole run
@@ -146,7 +146,7 @@ def run_label(method: str, tau_setting: Tau | str | None, several_taus: bool) ->
     """How a run is named in tables and legends: "aggregated-lld τ=0.1" where a spec has several τ
     settings and the method has one, else the method's name. `tau_setting`: a Tau, or its stored text
     (runs.tau_setting; None, or a table's empty cell NaN, for none)."""
-    t = NO_TAU if tau_setting is None or tau_setting != tau_setting else Tau.of(tau_setting)
+    t = tau_of_cell(tau_setting)
     return f"{method} τ={t.text}" if several_taus and not t.is_none else method
 
 

@@ -26,11 +26,11 @@ import yaml
 
 from lldmix_core.atomic import atomic_write_bytes
 from lldmix_core.errors import UserError
+from lldmix_core.recipe_check import SUM_TOLERANCE  # the simplex check's: |Σ weights / total − 1| ≤ this
 from lldmix_core.yaml_strict import NoDuplicatesLoader
 
 SCHEMA_VERSION = 1
 UNITS = {"fraction": 1.0, "percent": 100.0}  # unit → what the weights sum to
-SUM_TOLERANCE = 1e-6  # on the fraction scale: |Σ weights / total − 1| ≤ this
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 _REQUIRED = ("schema_version", "name", "unit", "weights")
 _OPTIONAL = ("description", "source")

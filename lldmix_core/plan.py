@@ -15,7 +15,7 @@ from lldmix_core.config import Settings, confine_path
 from lldmix_core.errors import UserError
 from lldmix_core.methods import METHODS, is_parent_row, run_label
 from lldmix_core.spec import RunSpec
-from lldmix_core.tau import NO_TAU, Tau
+from lldmix_core.tau import NO_TAU, Tau, sweeps_tau
 from lldmix_core.tokenizers import get_tokenizer
 
 
@@ -152,7 +152,7 @@ def describe_plan(spec: RunSpec, settings: Settings, store=None) -> str:
         t = spec.target.train
         stages.append(("train target", 6 * n * t.steps * (t.batch_size or o.batch_size) * a.block_size))
     for seed, m, tau in run_plan(spec):
-        stages.append((f"{run_label(m, tau, len(spec.lld.taus) > 1)} seed {seed}",
+        stages.append((f"{run_label(m, tau, sweeps_tau(spec.lld.taus))} seed {seed}",
                        train_flops * (4 / 3 if METHODS[m].needs_teacher else 1)))  # + the teacher's forward (2·N per token)
     lines.append(f"  stages ({len(stages)}):")
     for name, flops in stages:

@@ -12,7 +12,7 @@ import traceback
 from lldmix_core.config import get_settings
 from lldmix_core.db.store import Store
 from lldmix_core.engine import Engine
-from lldmix_core.engine_claims import worker_name
+from lldmix_core.engine.claims import worker_name
 from lldmix_core.enqueue import checked_spec, enqueue_spec  # noqa: F401 (enqueue_spec: the one way in)
 from lldmix_core.errors import UserError
 from lldmix_core.outcomes import Cancelled

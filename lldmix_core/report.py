@@ -11,9 +11,10 @@ from lldmix_core import mathcore as mc
 from lldmix_core import provenance
 from lldmix_core.outcomes import SpecOutcome
 from lldmix_core.headroom import format_headroom, stored_seed_pairs, summarise
-from lldmix_core.paired import paired_sampled_difference
+from lldmix_core.paired import FinalSampled, PairedToReference, across_seeds, pair_with_reference
 from lldmix_core.methods import METHODS, baseline_method, reference_note, run_label
 from lldmix_core.realized import format_realized, realized_rows
+from lldmix_core.tau import sweeps_tau
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -27,7 +28,7 @@ def _mean_sd(values: list[float]) -> str:
 
 def several_taus(outcome: SpecOutcome) -> bool:
     """Does the spec sweep τ (so runs are labelled "method τ=t")?"""
-    return len({r.tau_setting for r in outcome.runs if not r.tau_setting.is_none}) > 1
+    return sweeps_tau(r.tau_setting for r in outcome.runs)
 
 
 def label_of(outcome: SpecOutcome, r) -> str:
@@ -99,25 +100,17 @@ def paired_to_reference(outcome: SpecOutcome, store=None) -> list[dict]:
     ref = _reference(outcome)
     if ref is None:
         return []
-    refs = {r.seed: r for r in outcome.runs if r.method == ref}
-    by_label: dict[str, list] = defaultdict(list)
-    for r in outcome.runs:
-        if r.method != ref and r.seed in refs:
-            by_label[label_of(outcome, r)].append(r)
+    finals = [FinalSampled(r.method, r.seed, r.sampled_bits_per_byte, r.sampled_corpus_id, r.final_model_id, of=r)
+              for r in outcome.runs]
+    by_label: dict[str, list[PairedToReference]] = defaultdict(list)
+    for p in pair_with_reference(store, finals, ref):
+        by_label[label_of(outcome, p.run.of)].append(p)
     rows = []
-    for label, rs in by_label.items():
-        per_seed = []
-        for r in sorted(rs, key=lambda x: x.seed):
-            u = refs[r.seed]
-            within = None
-            if store is not None and r.sampled_corpus_id is not None and r.final_model_id and u.final_model_id:
-                within = paired_sampled_difference(store, r.sampled_corpus_id, r.final_model_id, u.final_model_id)
-            per_seed.append((r.seed, r.sampled_bits_per_byte - u.sampled_bits_per_byte, within,
-                             r.final_kl_bits_per_byte - u.final_kl_bits_per_byte))
-        m = np.array([x.sampled_bits_per_byte for x in sorted(rs, key=lambda x: x.seed)])
-        u = np.array([refs[x.seed].sampled_bits_per_byte for x in sorted(rs, key=lambda x: x.seed)])
-        summary = mc.paired_summary(m, u) if np.all(np.isfinite(m)) and np.all(np.isfinite(u)) else None
-        rows.append({"method": label, "reference": ref, "per_seed": per_seed, "summary": summary})
+    for label, pairs in by_label.items():
+        pairs = sorted(pairs, key=lambda p: p.run.seed)
+        per_seed = [(p.run.seed, p.difference, p.within,
+                     p.run.of.final_kl_bits_per_byte - p.reference.of.final_kl_bits_per_byte) for p in pairs]
+        rows.append({"method": label, "reference": ref, "per_seed": per_seed, "summary": across_seeds(pairs)})
     return sorted(rows, key=lambda row: (METHODS[row["method"].split(" ")[0]].table_order, row["method"]))
 
 

@@ -17,8 +17,14 @@ from __future__ import annotations
 
 from lldmix_core.methods import METHODS
 from lldmix_core.provenance import NUMERICS_VERSION
-from lldmix_core.spec import content_hash
-from lldmix_core.tau import Tau
+from lldmix_core.spec import RunSpec, content_hash
+from lldmix_core.tau import Tau, sweeps_tau
+
+
+def run_name(spec: RunSpec, seed: int, method: str, tau_setting: Tau) -> str:
+    """What a run of `spec` is called ("quickstart.aggregated-lld.seed0", with ".tau<text>" where the spec
+    sweeps τ and the method has one); an aggregating method's stored recipe has its run's name."""
+    return f"{spec.name}.{method}.seed{seed}" + tau_setting.name_suffix(sweeps_tau(spec.lld.taus))
 
 
 def run_key(spec_hash: str, corpus_hash: str, seed: int, method: str, tau_setting: Tau | float | str | None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterable, Literal
 
 import numpy as np
 
@@ -107,6 +107,19 @@ class Tau:
 
 NO_TAU = Tau(None)
 AUTO = Tau("auto")
+
+
+def tau_of_cell(x) -> Tau:
+    """`Tau.of(x)`, reading a table's empty cell (NaN, as pandas gives a None text) as none."""
+    return NO_TAU if x is None or x != x else Tau.of(x)
+
+
+def sweeps_tau(settings: Iterable) -> bool:
+    """Do these τ settings hold more than one τ (a sweep)? Then runs are labelled "m τ=t" (methods.run_label)
+    and run and recipe names end ".tau<t>" (run_keys.run_name). `settings`: a spec's `lld.taus`, or its runs'
+    settings in any form `tau_of_cell` reads; none is no τ. The one answer the engine, the plan, the report
+    and the dashboard give."""
+    return len({t for t in map(tau_of_cell, settings) if not t.is_none}) > 1
 
 
 def record_resolved(store, tracker, run_id: int | None, mlflow_id: str | None, tau: float) -> None:

@@ -52,7 +52,7 @@ def test_mlflow_has_the_runs(smoke_home):
 
 def test_rerun_does_no_training_and_no_scoring(smoke_home):
     out = run_cli("run", "runs/smoke.yaml", env={"LLDMIX_HOME": str(smoke_home)})
-    # the finished spec is reported from the database: not even the target is loaded (engine_found.py)
+    # the finished spec is reported from the database: not even the target is loaded (engine/found.py)
     assert out.stdout.count("finished earlier") == 5 and "found finished in the database" in out.stdout
     assert "training NanoGPT" not in out.stdout
     assert "step      0:" not in out.stdout  # no evaluation (scoring) happened

@@ -42,6 +42,7 @@ def wired(tmp_path_factory):
     with, teachers the fingerprints of the models handed to the distillation loss."""
     from conftest import fresh_home
     from lldmix_core import engine as engine_mod
+    from lldmix_core.engine import run_stages
     from lldmix_core.spec import RunSpec
 
     with fresh_home(tmp_path_factory.mktemp("wiring") / "home") as (settings, store):
@@ -49,7 +50,7 @@ def wired(tmp_path_factory):
         grams: list[np.ndarray] = []
         teachers: list[str] = []
         eng = engine_mod.Engine(store, settings, verbose=False)
-        real_gram, real_loss = eng._gram, engine_mod.distill_loss_fn
+        real_gram, real_loss = eng.lld.gram, run_stages.distill_loss_fn
 
         def spy_gram(*a, **k):
             g = real_gram(*a, **k)
@@ -60,13 +61,13 @@ def wired(tmp_path_factory):
             teachers.append(teacher.fingerprint())
             return real_loss(teacher, *a, **k)
 
-        eng._gram = spy_gram
-        engine_mod.distill_loss_fn = spy_loss
+        eng.lld.gram = spy_gram  # the Gram part the engine hands its runs (engine/lld.py)
+        run_stages.distill_loss_fn = spy_loss
         HOMES["wiring"] = settings
         try:
             outcome = eng.run(spec)
         finally:
-            engine_mod.distill_loss_fn = real_loss
+            run_stages.distill_loss_fn = real_loss
         yield store, spec, outcome, grams, teachers
 
 

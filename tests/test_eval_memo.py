@@ -1,4 +1,4 @@
-"""Evaluations of identical models made once (lldmix_core/eval_memo.py, used by engine_run.Evaluator).
+"""Evaluations of identical models made once (lldmix_core/eval_memo.py, used by engine/run.py: Evaluator).
 
 The memo itself against hand-made keys; then one small spec run twice, with the memo and without, in two
 homes: every stored number (KL rows, weights, Δ_t, G_t, every run metric) must be identical, while each
@@ -72,7 +72,8 @@ def _run(tmp_path_factory, label: str, memo_on: bool) -> dict:
     """Run SPEC in a fresh home; returns the stored rows by run name and the fingerprints of the models
     each evaluation was computed for."""
     from conftest import fresh_home
-    from lldmix_core import engine as engine_mod, engine_run, evaluate, sampled_eval
+    from lldmix_core import engine as engine_mod, evaluate, sampled_eval
+    from lldmix_core.engine import core as engine_core, run as engine_run
     from lldmix_core.spec import RunSpec
 
     computed: dict[str, list[str]] = {"Δ scores": [], "Gram": [], "model map": [], "sampled": []}
@@ -85,19 +86,19 @@ def _run(tmp_path_factory, label: str, memo_on: bool) -> dict:
 
     with fresh_home(tmp_path_factory.mktemp(label) / "home") as (settings, store), pytest.MonkeyPatch.context() as mp:
         eng = engine_mod.Engine(store, settings, verbose=False)
-        real_gram = eng._gram
-        eng._gram = lambda spec, lm, corpus: computed["Gram"].append(lm.fingerprint()) or real_gram(spec, lm, corpus)
+        real_gram = eng.lld.gram
+        eng.lld.gram = lambda spec, lm, corpus: computed["Gram"].append(lm.fingerprint()) or real_gram(spec, lm, corpus)
         mp.setattr(engine_run, "score_texts", spy("Δ scores", engine_run.score_texts))
         mp.setattr(evaluate, "score_texts", spy("model map", evaluate.score_texts))
         mp.setattr(sampled_eval, "score_token_ids", spy("sampled", sampled_eval.score_token_ids))
         if not memo_on:
-            real_context = engine_mod.Engine._context
+            real_context = engine_core.Engine._context
 
             def no_memo(self, *a, **k):
                 ctx = real_context(self, *a, **k)
                 ctx.memo = EvalMemo(enabled=False)
                 return ctx
-            mp.setattr(engine_mod.Engine, "_context", no_memo)
+            mp.setattr(engine_core.Engine, "_context", no_memo)
         outcome = eng.run(RunSpec.model_validate(yaml.safe_load(SPEC)))
         rows = {}
         for o in outcome.runs:

@@ -91,6 +91,24 @@ def test_finder_sees_a_cycle():
 
 def test_no_import_cycle_in_the_package():
     graph = import_graph()
-    assert "lldmix_core.engine_models" in graph and "lldmix_core.train" in graph["lldmix_core.engine_models"]
+    assert "lldmix_core.engine.models" in graph and "lldmix_core.train" in graph["lldmix_core.engine.models"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+def test_the_engines_parts_never_reach_back_into_the_engine():
+    """The engine package (issue 22 item 2): its parts are handed their services and never import the
+    `Engine` (core.py, or the package that exports it); services.py imports no part at all.
+
+    Mutation seen caught: run_stages.py importing a helper from engine/core.py."""
+    graph = import_graph()
+    parts = {m for m in graph if m.startswith("lldmix_core.engine.")} - {"lldmix_core.engine.core"}
+    assert {"lldmix_core.engine.run", "lldmix_core.engine.run_stages", "lldmix_core.engine.services"} <= parts
+    for m in sorted(parts):
+        back = graph[m] & {"lldmix_core.engine", "lldmix_core.engine.core"}
+        assert not back, f"{m} imports {sorted(back)}: a part of the engine must not reach back into it"
+        tree = ast.parse((ROOT / (m.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+        named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} \
+            | {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert "Engine" not in named, f"{m} uses the Engine (even for a type)"
+    assert not {d for d in graph["lldmix_core.engine.services"] if d.startswith("lldmix_core.engine")}

@@ -9,6 +9,8 @@ from lldmix_core import mathcore as mc
 from lldmix_core.headroom import summarise
 from lldmix_core.kl_rows import MODELMAP, SAMPLED, is_kind
 from lldmix_core.methods import METHODS, baseline_method, is_parent_row, ordered, reference_note, run_label
+from lldmix_core.paired import across_seeds
+from lldmix_core.tau import sweeps_tau
 
 st.title("Compare methods")
 v = data.version()
@@ -23,7 +25,7 @@ all_kl = data.kl_rows(parent, v)
 if all_kl.empty:
     st.info("No evaluations recorded for this spec yet.")
     st.stop()
-several_taus = all_kl["tau_setting"].dropna().nunique() > 1  # the τ settings (text; None where a method has no τ)
+several_taus = sweeps_tau(all_kl["tau_setting"])  # the τ settings (text; None where a method has no τ)
 all_kl["label"] = [run_label(m, t, several_taus) for m, t in zip(all_kl["method"], all_kl["tau_setting"])]
 kl = all_kl[[is_kind(e, MODELMAP) for e in all_kl["estimator"]]]
 sampled = all_kl[[is_kind(e, SAMPLED) for e in all_kl["estimator"]]]
@@ -42,23 +44,17 @@ if not sampled.empty:
     for label, r in per.iterrows():
         row = {"method": label, "seeds": int(r["seeds"]), "sampled KL (bits/byte)": round(r["kl"], 4),
                "sd over seeds": r["sd"], "se of one seed's draws": round(r["se"], 4)}
-        p_ = pairs[[run_label(m, t, several_taus) == label
-                    for m, t in zip(pairs["method"], pairs["tau_setting"])]] if not pairs.empty else pairs
-        if not p_.empty:
-            ref = fin[fin["method"] == REFERENCE].set_index("seed")["bits_per_byte"]
-            mine = fin[fin["label"] == label].set_index("seed")["bits_per_byte"]
-            common = sorted(set(ref.index) & set(mine.index))
-            if len(common) >= 2:
-                sm = mc.paired_summary(mine[common].to_numpy(), ref[common].to_numpy())
-                row[f"− {REFERENCE} (bits/byte)"] = f"{sm.mean_diff:+.4f}"
-                row["95 % interval"] = f"[{sm.lo:+.4f}, {sm.hi:+.4f}]"
-                row["closer on"] = f"{sm.wins}/{sm.n} seeds"
-            else:
-                one = p_.iloc[0]
-                row[f"− {REFERENCE} (bits/byte)"] = f"{one['diff']:+.4f}"
-                row["95 % interval"] = (f"[{one['diff'] - 1.96 * one['se']:+.4f}, {one['diff'] + 1.96 * one['se']:+.4f}]"
-                                        " (one seed's draws)")
-                row["closer on"] = f"{int(one['diff'] < 0)}/1 seed"
+        mine = [p for p in pairs if run_label(p.run.method, p.run.of["tau_setting"], several_taus) == label]
+        sm = across_seeds(mine) if len(mine) >= 2 else None
+        if sm is not None:
+            row[f"− {REFERENCE} (bits/byte)"] = f"{sm.mean_diff:+.4f}"
+            row["95 % interval"] = f"[{sm.lo:+.4f}, {sm.hi:+.4f}]"
+            row["closer on"] = f"{sm.wins}/{sm.n} seeds"
+        elif mine:
+            diff, se = mine[0].within or (mine[0].difference, float("nan"))
+            row[f"− {REFERENCE} (bits/byte)"] = f"{diff:+.4f}"
+            row["95 % interval"] = f"[{diff - 1.96 * se:+.4f}, {diff + 1.96 * se:+.4f}] (one seed's draws)"
+            row["closer on"] = f"{int(diff < 0)}/1 seed"
         if label == REFERENCE:
             row[f"− {REFERENCE} (bits/byte)"] = "reference"
         rows.append(row)

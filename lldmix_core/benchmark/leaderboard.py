@@ -18,7 +18,7 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core.estimators import CONDITIONING, ESTIMATORS, PAPER, PHASED_ESTIMATORS, conditioning, estimate_all
 from lldmix_core.benchmark.suite import BenchmarkCell
-from lldmix_core.methods import METHODS, baseline_method, is_parent_row, pass1_methods
+from lldmix_core.methods import METHODS, is_parent_row, pass1_methods
 from lldmix_core.pass1 import pass1_of
 from lldmix_core.kl_rows import MODELMAP, SAMPLED, last_kl
 
@@ -222,11 +222,10 @@ class Pass2Row:
 
 def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
     """Every finished run with a final sampled KL that has a uniform run of the same seed beside it."""
-    from lldmix_core.paired import paired_sampled_difference
+    from lldmix_core.paired import FinalSampled, pair_with_reference
 
     out = []
     hashes: dict[int, str] = {}
-    baseline = baseline_method()
 
     def corpus_hash(corpus_id: int | None) -> str | None:  # one lookup per corpus, not per run
         if corpus_id is not None and corpus_id not in hashes:
@@ -245,13 +244,12 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
             sampled, mm = last_kl(kl, SAMPLED), last_kl(kl, MODELMAP)
             if sampled is not None:
                 finals[(run.seed, run.method)] = (run, sampled, mm)
-        for (seed, method), (run, s, mm) in sorted(finals.items()):
-            u = finals.get((seed, baseline))
-            if u is None or method == baseline:
+        ordered = [FinalSampled(method, seed, s.bits_per_byte, s.corpus_id, s.model_id, of=(run, s, mm))
+                   for (seed, method), (run, s, mm) in sorted(finals.items())]
+        for p in pair_with_reference(store, ordered):
+            if p.within is None:  # the leaderboard reports only differences over the same draws
                 continue
-            d = paired_sampled_difference(store, s.corpus_id, s.model_id, u[1].model_id)
-            if d is None:
-                continue
+            (run, s, mm), seed, method, d = p.run.of, p.run.seed, p.run.method, p.within
             w = store.get_weights(run.id)
             ratio = None
             behaviour = METHODS[method].behaviour

@@ -21,7 +21,7 @@ means (mathcore.domain_means), Δ = ℓ_target − ℓ_model, and asks the regis
 weights are then broadcast (torch.distributed), so every rank re-weights its dataset with the same bits.
 Only rank 0 writes: a `runs` row (method, τ setting and resolved τ, corpus, config, provenance), the
 weights per step (store.save_weights), Δ per step as run_metrics `delta/<domain>`, the training loss at
-the Trainer's logging steps, and the same metrics to MLflow as lldmix's own runs (engine_run.Evaluator).
+the Trainer's logging steps, and the same metrics to MLflow as lldmix's own runs (engine/run.py: Evaluator).
 
 Not matched (said, not hidden): no model-map or sampled KL and no checkpoint registered per step (the
 target here is per-domain log-likelihoods, not a stored model); the run key is a fresh uuid (the Trainer,

@@ -1,6 +1,6 @@
 """Store group for the `stages` table: claims, so each unit of work (a corpus, a score, a run) is
 computed once across workers, and the finished stage's result (a JSON dict) is found by its key.
-The engine's side of the protocol (wait, heartbeat, give back) is lldmix_core/engine_claims.py."""
+The engine's side of the protocol (wait, heartbeat, give back) is lldmix_core/engine/claims.py."""
 
 from __future__ import annotations
 

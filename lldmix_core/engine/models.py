@@ -1,7 +1,8 @@
 """The models a spec needs: the target (trained with fixed weights, or loaded) and each seed's base,
 plus the training call every stage goes through (it first tells torchrun's other ranks what to build).
 
-A collaborator of the engine: it writes models and their stages to the store, never to the tracker.
+A part of the engine, handed the store, settings, claims, log, progress and stop check (never the engine):
+it writes models and their stages to the store, never to the tracker.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import numpy as np
 import torch
 
 from lldmix_core.config import Settings, confine_path
+from lldmix_core.db.store import Store
 from lldmix_core.distributed import ModelRecipe, TrainTask, broadcast_task
+from lldmix_core.engine.claims import StageClaims
 from lldmix_core.errors import UserError
 from lldmix_core.evaluate import register_model
 from lldmix_core.models import LanguageModel, load_model, load_nanogpt, new_nanogpt, save_nanogpt
 from lldmix_core.prepare import PreparedCorpus, mixture, nanogpt_config
 from lldmix_core.spec import ModelRef, RunSpec, content_hash, strip_twin_default
-from lldmix_core.tokenizers import get_tokenizer
+from lldmix_core.tokenizers import Tokenizer
 from lldmix_core.procgroup import world
 from lldmix_core.train import TrainConfig, train
 from lldmix_core.train_group import TRAIN_PATH, GroupMember, train_group
@@ -50,18 +53,18 @@ class ModelStages:
     """Builds, trains (once, by content key) and loads models; remembers how each role's model is
     rebuilt (`recipes`) for torchrun followers."""
 
-    def __init__(self, store, settings: Settings, claims, log: Callable[[str], None],
-                 progress: Callable[[float, str], None], should_stop):
+    def __init__(self, store: Store, settings: Settings, claims: StageClaims, log: Callable[[str], None],
+                 progress: Callable[[float, str], None], should_stop: Callable[[], bool] | None):
         self.store, self.settings, self.claims, self.log = store, settings, claims, log
         self.progress, self.should_stop = progress, should_stop
         self.recipes: dict[str, ModelRecipe] = {}  # role -> how to rebuild that model
 
-    def _fixed_job(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str, seed: int | None) -> FixedJob:
+    def _fixed_job(self, spec: RunSpec, corpus: PreparedCorpus, tok: Tokenizer, ref: ModelRef, role: str,
+                   seed: int | None) -> FixedJob:
         """What training `role`'s fixed-weights NanoGPT means: its content key, file, name, settings, initial model."""
         t = ref.train
         weights = mixture(corpus.domains, t.weights, t.multipliers, f"{role}.train.weights")
         truth = dict(zip(corpus.domains, map(float, weights)))
-        tok = get_tokenizer(spec.tokenizer)
         cfg = nanogpt_config(spec.arch, tok)
         settings = {"role": role, "train": strip_twin_default(t.model_dump(mode="json")), "arch": cfg.to_dict(),
                     "tok": tok.identity, "data": corpus.train_identity,
@@ -69,7 +72,7 @@ class ModelStages:
         if t.twin:
             if seed is None:
                 raise ValueError("a twin target is trained per seed")
-            init_lm = self.base(spec, corpus, seed)  # this seed's base, as its runs start from it
+            init_lm = self.base(spec, corpus, tok, seed)  # this seed's base, as its runs start from it
             init = self.recipes["base"]
             settings.update(init=init_lm.fingerprint(), seed=seed, steps=spec.training.steps)
             tcfg = self.train_config(spec, spec.training.steps, seed)
@@ -86,40 +89,41 @@ class ModelStages:
     def _trained(self, job: FixedJob) -> bool:
         return self.store.get_stage(job.key) is not None and job.path.is_file()
 
-    def train_fixed(self, spec: RunSpec, corpus: PreparedCorpus, ref: ModelRef, role: str,
+    def train_fixed(self, spec: RunSpec, corpus: PreparedCorpus, tok: Tokenizer, ref: ModelRef, role: str,
                     seed: int | None = None) -> tuple[LanguageModel, int, dict]:
         """Train a NanoGPT with fixed weights (a target like CodeNanoGPT, or a pretrained base); cached by key.
 
         A twin target (`train.twin`) is trained for `seed` from that seed's base (its initial model, the
         run's seed and so the runs' per-domain batch order, the runs' training settings and budget)."""
-        job = self._fixed_job(spec, corpus, ref, role, seed)
+        job = self._fixed_job(spec, corpus, tok, ref, role, seed)
         if not self._trained(job):
             with self.claims.exclusive(job.key, f"train-{role}") as mine:
                 if mine:
-                    [lm] = self._train_fixed_now(spec, corpus, [job])
+                    [lm] = self._train_fixed_now(spec, corpus, tok, [job])
                     return lm, int(self.store.get_stage(job.key)["model_id"]), job.truth
         done = self.store.get_stage(job.key)  # trained earlier, or by another worker while we waited
         self.log(f"{role}: found trained model {done['model_name']} in the database (stage {job.key[:8]}), not retraining")
         self.recipes[role] = ModelRecipe.load("nanogpt", job.path)
         return load_nanogpt(job.path), int(done["model_id"]), job.truth
 
-    def train_twins(self, spec: RunSpec, corpus: PreparedCorpus, seeds) -> None:
+    def train_twins(self, spec: RunSpec, corpus: PreparedCorpus, tok: Tokenizer, seeds) -> None:
         """Every seed's twin target not trained yet, trained together in one group (train_group.py; a
         member's numbers do not depend on its group, so each equals the twin trained alone)."""
         with ExitStack() as claims:
             todo = []
             for seed in seeds:
-                job = self._fixed_job(spec, corpus, spec.target, "target", seed)
+                job = self._fixed_job(spec, corpus, tok, spec.target, "target", seed)
                 if job.grouped and not self._trained(job) and claims.enter_context(self.claims.exclusive(job.key, "train-target")):
                     todo.append(job)
             if todo:
-                self._train_fixed_now(spec, corpus, todo)
+                self._train_fixed_now(spec, corpus, tok, todo)
 
-    def _train_fixed_now(self, spec, corpus, jobs: list[FixedJob]) -> list[LanguageModel]:
+    def _train_fixed_now(self, spec: RunSpec, corpus: PreparedCorpus, tok: Tokenizer,
+                         jobs: list[FixedJob]) -> list[LanguageModel]:
         """Train `jobs` (one, or twins together on the grouped path), save, register and finish their stages;
         the trained models, in the jobs' order."""
         jobs = [j if j.init_lm is not None else j._replace(init_lm=new_nanogpt(
-            nanogpt_config(spec.arch, get_tokenizer(spec.tokenizer)), spec.tokenizer, j.tcfg.seed)) for j in jobs]
+            nanogpt_config(spec.arch, tok), spec.tokenizer, j.tcfg.seed)) for j in jobs]
         for job in jobs:
             cfg, tcfg = job.init_lm.config, job.tcfg
             self.log(f"{job.role}: training NanoGPT ({cfg['n_layer']}×{cfg['n_embd']}) for {tcfg.steps} steps (seed "
@@ -162,11 +166,12 @@ class ModelStages:
                                     params=params))
         return train(lm, corpus.streams, corpus.domains, cfg, weights, **kw)
 
-    def target(self, spec: RunSpec, corpus: PreparedCorpus, seed: int | None = None) -> tuple[LanguageModel, int, dict | None]:
+    def target(self, spec: RunSpec, corpus: PreparedCorpus, tok: Tokenizer,
+               seed: int | None = None) -> tuple[LanguageModel, int, dict | None]:
         """The target (for a twin spec: seed `seed`'s), its model id and its training mixture (None: unknown)."""
         ref = spec.target
         if ref.train is not None:
-            return self.train_fixed(spec, corpus, ref, "target", seed)
+            return self.train_fixed(spec, corpus, tok, ref, "target", seed)
         lm, model_id = self.load_ref(spec, ref, "target")
         return lm, model_id, None
 
@@ -187,14 +192,15 @@ class ModelStages:
             return lm, model_id
         raise UserError(f"{role}: init: random is only allowed for the base")
 
-    def base(self, spec: RunSpec, corpus: PreparedCorpus, seed: int) -> LanguageModel:
+    def base(self, spec: RunSpec, corpus: PreparedCorpus, tok: Tokenizer, seed: int) -> LanguageModel:
+        """Seed `seed`'s base: a random NanoGPT, a trained fixed-weights one, or a loaded model (`tok`: the spec's)."""
         ref = spec.base
         if ref.init == "random":
-            cfg = nanogpt_config(spec.arch, get_tokenizer(spec.tokenizer))
+            cfg = nanogpt_config(spec.arch, tok)
             self.recipes["base"] = ModelRecipe.random(cfg.to_dict(), spec.tokenizer, seed)
             return new_nanogpt(cfg, spec.tokenizer, seed)
         if ref.train is not None:
-            return self.train_fixed(spec, corpus, ref, "base")[0]
+            return self.train_fixed(spec, corpus, tok, ref, "base")[0]
         return self.load_ref(spec, ref, "base")[0]
 
     # ------------------------------------------------------------------ one method × seed

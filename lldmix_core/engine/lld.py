@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 
+from lldmix_core.db.store import Store
 from lldmix_core.domain_manifest import PROVENANCE_KEY, of_texts
 from lldmix_core.errors import UserError
 from lldmix_core.estimators import CONDITIONING, aggregation_estimator, conditioning
@@ -18,7 +19,7 @@ from lldmix_core.models import LanguageModel
 from lldmix_core.pass1 import pass1_of
 from lldmix_core.prepare import PreparedCorpus, mixture
 from lldmix_core.repetition import cap_recipe, run_budget_tokens
-from lldmix_core.run_keys import run_key
+from lldmix_core.run_keys import run_key, run_name
 from lldmix_core.spec import RunSpec
 from lldmix_core.tau import Tau
 from lldmix_core.train import lm_loss
@@ -28,7 +29,7 @@ class LLDStages:
     """The LLD stages the engine calls: the domain Gram matrix, and the aggregated recipe from a pass 1
     found by its run key (run_keys.run_key)."""
 
-    def __init__(self, store):
+    def __init__(self, store: Store | None):  # None: the Gram alone (bench/eval_cost.py)
         self.store = store
 
     def gram(self, spec: RunSpec, lm: LanguageModel, corpus: PreparedCorpus) -> np.ndarray:
@@ -56,7 +57,7 @@ class LLDStages:
     @staticmethod
     def recipe_name(spec: RunSpec, seed: int, tau_setting: Tau, method: str) -> str:
         """The stored recipe of `method` (an aggregating method) for this seed and τ setting."""
-        return f"{spec.name}.{method}.seed{seed}" + tau_setting.name_suffix(len(spec.lld.taus) > 1)
+        return run_name(spec, seed, method, tau_setting)
 
     def aggregate(self, spec: RunSpec, corpus: PreparedCorpus, seed: int, tau_setting: Tau,
                   target_id: int, method: str, pass1_path: str | None = None) -> tuple[np.ndarray, float | None]:

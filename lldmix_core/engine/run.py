@@ -4,64 +4,33 @@
     `Evaluator` called at every evaluation step (model-map KL, sampled KL, weights, metrics) and
     `Reweighter` asked for new weights at the LLD schedule steps → close the run.
 
-`SpecContext` is the per-spec state those objects share (corpus, target and its scores, parent
-runs, the draws for the sampled KL), made once by the engine: nothing is set on the engine from
-outside its constructor.
+They are handed what they use (services.py: `RunServices`, the per-target `SpecContext`), never the
+engine.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from lldmix_core import mathcore as mc
-from lldmix_core.eval_memo import GRAM, MODEL_MAP, SUBSAMPLE_SCORES, EvalMemo
+from lldmix_core.engine.services import RunServices, SpecContext
+from lldmix_core.eval_memo import GRAM, MODEL_MAP, SUBSAMPLE_SCORES
 from lldmix_core.eval_memo import SAMPLED as MEMO_SAMPLED
 from lldmix_core.evaluate import ScoredModel, domain_means, register_model, score_model
 from lldmix_core.kl_rows import SAMPLED, modelmap_name
 from lldmix_core.methods import MethodDef
 from lldmix_core.models import LanguageModel
 from lldmix_core.plan import RunUnit
-from lldmix_core.prepare import PreparedCorpus
 from lldmix_core.realized import DOMAIN_KEY, UNIQUE_PREFIX, totals_as_metrics, totals_from_history
-from lldmix_core.sampled_eval import SampleSet, sampled_kl_of
+from lldmix_core.sampled_eval import SampleSet, sampled_kl_of, target_samples
 from lldmix_core.scoring import score_texts
-from lldmix_core.spec import RunSpec
 from lldmix_core.stopwatch import Stopwatch
 from lldmix_core.tau import Tau
-
-
-@dataclass
-class SpecContext:
-    spec: RunSpec
-    corpus: PreparedCorpus
-    parent_id: int
-    mlflow_parent: str | None
-    target_id: int
-    target_lm: LanguageModel
-    target_scores: ScoredModel
-    prior: np.ndarray  # [K] the LLD prior (uniform unless lld.prior)
-    provenance: dict
-    samples: dict[int, SampleSet] = field(default_factory=dict)  # seed -> draws from the target
-    truth: np.ndarray | None = None  # [K] the target's training mixture, when lldmix trained it (the oracle's)
-    memo: EvalMemo = field(default_factory=EvalMemo)  # evaluations of identical models (same fingerprint), made once
-
-
-@dataclass(frozen=True)
-class RunServices:
-    """What a run's parts (Evaluator, StepLogger) use, handed to them explicitly by the engine: they never
-    hold the engine itself."""
-
-    store: object  # db.store.Store
-    tracker: object  # tracking.Tracker (MLflow or the null tracker)
-    log: Callable[[str], None]  # a line for the user (printed when verbose)
-    progress: Callable[[float, str], None]  # (fraction of the spec done, message): the job's progress
-    fraction: Callable[[int], float]  # steps done in the spec → fraction of the spec
-    heartbeat: Callable[[str], None]  # keep this run's stage claim alive
-    samples_for: Callable[["SpecContext", int], SampleSet]  # the draws from the target for a seed (made once)
 
 
 @dataclass
@@ -230,7 +199,7 @@ class Evaluator:
     def sampled(self, step: int, model_id: int, lm: LanguageModel, fp: str) -> dict:
         """KL(target ‖ model) on texts drawn from the target (the same draws for every run of the seed)."""
         ctx, store = self.ctx, self.services.store
-        sset = self.services.samples_for(ctx, self.run.unit.seed)
+        sset = target_draws(store, self.services.home, ctx, self.run.unit.seed)
         key = (sset.corpus_id, lm.tokenizer.identity, str(lm.device))
         self._store_reused(MEMO_SAMPLED, fp, key, step, model_id, sset.corpus_id, lm)
         res = sampled_kl_of(store, sset, ctx.target_lm, lm, model_id)
@@ -265,6 +234,15 @@ class Evaluator:
             self.services.store.save_metrics_many(run.run_id, [(step, stored)])
             metrics.update({k: v for k, v in stored.items() if k.startswith("delta/")})
         self.services.tracker.log_metrics(run.mlflow_id, metrics, step)
+
+
+def target_draws(store, home: Path, ctx: SpecContext, seed: int) -> SampleSet:
+    """The draws from the target for this seed (made once, then found in the database), kept in `ctx`."""
+    if seed not in ctx.samples:
+        s = ctx.spec.kl.sampled
+        ctx.samples[seed] = target_samples(store, home, ctx.target_lm, ctx.target_id,
+                                           n=s.n_samples, n_tokens=s.n_tokens, seed=seed)
+    return ctx.samples[seed]
 
 
 def _read_only(x):

@@ -7,7 +7,9 @@ import os
 import socket
 import time
 from contextlib import contextmanager
+from typing import Callable
 
+from lldmix_core.db.store import Store
 from lldmix_core.outcomes import Cancelled
 
 
@@ -20,7 +22,7 @@ class StageClaims:
     """The engine's claims on stages: `exclusive` computes a stage at most once across workers,
     `heartbeat` keeps a long claim alive. Needs the store, a log function and the stop check."""
 
-    def __init__(self, store, log, should_stop=None):
+    def __init__(self, store: Store, log: Callable[[str], None], should_stop: Callable[[], bool] | None = None):
         self.store, self.log, self.should_stop = store, log, should_stop
         self._beats: dict[str, float] = {}  # stage key -> last heartbeat (monotonic seconds)
 
