@@ -77,7 +77,8 @@ def pass2_cells(store, cell, expanded, pairs, wanted: list[str], methods: list[s
             override = {"methods": methods,
                         "lld": {**lld, **fixed_recipe(store, cell_spec, ps[0], a.estimator)},
                         "kl": {"sampled": {"n_samples": a.n_samples, "n_tokens": a.n_tokens, "steps": "final"}}}
-            cells.append({"name": name, "size": cell.size, **keep, "target_ratio": cell.target_ratio,
+            cells.append({"name": name, "case": cell.case or cell.name, "size": cell.size, **keep,
+                          "target_ratio": cell.target_ratio,
                           "base": cell.base, "truths": [t], "seeds": [p.seed for p in ps], "spec": override})
             sources.append(f"{name}: {a.estimator} from pass-1 run(s) {[p.run_id for p in ps]}")
     return cells, sources

@@ -41,6 +41,7 @@ def test_pass2_cells_keep_budget_and_twin_targets_per_seed():
     cells, sources = mod.pass2_cells(None, twin, expanded, pairs, ["dir-a0.7-s1"], ["uniform", "oracle", "fixed"], {}, a)
     assert [c["name"] for c in cells] == [f"XS-300-twin-p2-dir-a0.7-s1-s{s}" for s in (0, 1, 2)]
     assert all(c["steps"] == 300 and c["twin"] is True and c["size"] == "XS" for c in cells)
+    assert {c["case"] for c in cells} == {"XS-300-twin"}  # one case: the seeds are its replicates in the report
     assert [c["seeds"] for c in cells] == [[0], [1], [2]] and len(sources) == 3
     for c, p in zip(cells, pairs):  # each seed's own recipe, rounded onto the simplex
         w = c["spec"]["lld"]["recipe"]

@@ -258,7 +258,7 @@ def pass2(store, cells: list[BenchmarkCell]) -> list[Pass2Row]:
                 first = w[min(w)]
                 truth = np.array([c.weights[k] for k in first])
                 ratio = float(mc.recovery_ratio(np.array(list(first.values())), truth))
-            out.append(Pass2Row(c.cell, c.truth, seed, method, s.bits_per_byte, s.stderr_bits_per_byte or float("nan"),
+            out.append(Pass2Row(c.case or c.cell, c.truth, seed, method, s.bits_per_byte, s.stderr_bits_per_byte or float("nan"),
                                 d[0], d[1], mm.bits_per_byte if mm else float("nan"), ratio, run.git_commit,
                                 corpus_hash(run.corpus_id),
                                 phased))

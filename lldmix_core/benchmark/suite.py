@@ -100,6 +100,9 @@ class Cell(_Strict):
     # paper's estimator at the paper's settings against the same cell at the cheap default
     compare_to: str | None = None
     label: str = ""  # what the cell's settings are, for the report
+    # the case the report counts this cell's runs under (default: its name): a pass-2 file's per-seed cells of
+    # one source cell share it, so their seeds are replicates of one case (scripts/recovery_pass2.py sets it)
+    case: str | None = Field(None, pattern=NAME, max_length=40)
 
     @model_validator(mode="after")
     def _twin_budget(self):
@@ -186,6 +189,7 @@ class BenchmarkCell:
     spec: RunSpec
     is_reference: bool = False
     reference: str | None = None  # the spec name of the uniform-trained reference of this (size, target steps)
+    case: str = ""  # the report's case (Cell.case, default the cell's name)
 
 
 def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
@@ -212,7 +216,8 @@ def expand(b: BenchmarkSpec) -> list[BenchmarkCell]:
             target = {"train": {"twin": True, "weights": w}} if c.twin else \
                 {"train": {"steps": target_steps, "seed": b.target_seed + i, "weights": w}}
             out.append(BenchmarkCell(c.name, t.name, w, _spec(b, cell_shared, f"{c.name}.{t.name}", arch, target, base, seeds,
-                                                              f"truth {t.name}, cell {c.name}"), reference=ref_name))
+                                                              f"truth {t.name}, cell {c.name}"), reference=ref_name,
+                                     case=c.case or c.name))
         if b.reference and (c.size, target_steps) not in refs_done:
             refs_done[(c.size, target_steps)] = ref_name
             u = {d: 1.0 / len(b.domains) for d in b.domains}
