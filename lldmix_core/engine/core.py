@@ -85,7 +85,7 @@ class Engine:
 
         check_against_corpus(self.store, self.settings, spec, corpus, tok)  # refuse before anything of the run is written
         prov = provenance.collect(corpus.info.content_hash, tok.identity)
-        found = find_finished(self.store, self.models, spec, corpus, self.twin(spec))
+        found = find_finished(self.store, self.models, spec, corpus, tok, self.twin(spec))
         if found is not None:  # finished here or imported: reported from its rows, no model needed
             out = self._found_outcome(spec, corpus, prov, found)
             self.progress(1.0, "finished")

@@ -30,6 +30,7 @@ from lldmix_core.plan import RunUnit, run_plan
 from lldmix_core.prepare import PreparedCorpus
 from lldmix_core.run_keys import run_key
 from lldmix_core.spec import RunSpec, content_hash
+from lldmix_core.tokenizers import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class FoundSpec:
     runs: list[tuple[RunUnit, str]]
 
 
-def find_finished(store: Store, models: ModelStages, spec: RunSpec, corpus: PreparedCorpus,
+def find_finished(store: Store, models: ModelStages, spec: RunSpec, corpus: PreparedCorpus, tok: Tokenizer,
                   twin: bool) -> FoundSpec | None:
     """The spec's finished rows when it is finished in this database (see the module docstring), else None."""
     parent = store.get_run_by_key(content_hash({"parent": spec.spec_hash}))
@@ -55,7 +56,7 @@ def find_finished(store: Store, models: ModelStages, spec: RunSpec, corpus: Prep
     for unit in run_plan(spec):
         which = unit.seed if twin else None
         if which not in targets:
-            job = models._fixed_job(spec, corpus, spec.target, "target", which)
+            job = models._fixed_job(spec, corpus, tok, spec.target, "target", which)
             try:
                 targets[which] = (store.get_model(job.name).id, job.truth)
             except UserError:
