@@ -74,3 +74,6 @@ def test_dry_run_estimate_counts_the_reweighting_runs_delta_and_gram():
     no_gram = spec.model_copy(update={"methods": ("uniform", "iterative-lld"),
                                       "lld": spec.lld.model_copy(update={"record_gram": False})})
     assert reweighting_steps(no_gram, K) == pytest.approx(n * K * 8 * EVAL_TEXT_TOKENS / (3 * step_tokens))
+    adjusted = spec.model_copy(update={"methods": ("uniform", "adjusted-lld"),
+                                       "lld": spec.lld.model_copy(update={"record_gram": False})})
+    assert reweighting_steps(adjusted, K) == pytest.approx(per_run)  # adjusted-LLD solves the Gram regardless

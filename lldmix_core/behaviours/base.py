@@ -37,6 +37,7 @@ class Behaviour:
 
     kind = "prior"  # the kind's name, for documents (never compared outside the registry)
     iterative = False  # re-weights at the LLD schedule steps
+    uses_gram = False  # its re-weighting solves the domain Gram matrix (computed at each schedule step)
     makes_recipe = False  # trains a recipe it stored under inp.method's recipe name (logged with the run)
     fixed_recipe = False  # trains one recipe chosen before the run (its recovery of a known truth is reported)
 

@@ -18,6 +18,7 @@ class Iterative(Behaviour):
 class Adjusted(Behaviour):
     kind = "adjusted"
     iterative = True
+    uses_gram = True
 
     def reweight(self, delta, tau, prior, current, gram, ridge):
         G = gram()

@@ -307,7 +307,7 @@ def reweighting_steps(spec: RunSpec, n_domains: int) -> float:
     total = 0.0
     for m in spec.methods:
         if METHODS[m].iterative:
-            needs_gram = METHODS[m].kind == "adjusted" or lld.record_gram
+            needs_gram = METHODS[m].behaviour.uses_gram or lld.record_gram
             total += n_sched * (delta + (gram if needs_gram else 0.0))
     return total
 
