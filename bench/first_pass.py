@@ -12,6 +12,7 @@ seconds for each. Target: ≤ 10 %.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -28,6 +29,7 @@ from lldmix_core.models import NanoGPTConfig, new_nanogpt
 from lldmix_core.scoring import score_texts
 from lldmix_core.tokenizers import get_tokenizer
 from lldmix_core.train import TrainConfig, train
+from timing import load  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def run(streams, corpus, domains, target_dom_of, steps: int, subsample: int | None) -> tuple[float, float, list]:
@@ -61,6 +63,7 @@ def run(streams, corpus, domains, target_dom_of, steps: int, subsample: int | No
 
 
 def main() -> None:
+    load_before = os.getloadavg()  # figures taken on busy cores are noise-bound: say the load
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=500)  # the quickstart's run length
     ap.add_argument("--per-domain", type=int, default=24)
@@ -104,6 +107,7 @@ def main() -> None:
         agg = aggregate_geometric(np.array(est))
         print(f"  {name:<22} scoring {score_s:6.1f} s, training {total_s - score_s:6.1f} s: overhead {100 * share:5.1f} % "
               f"of training time (target ≤ 10 %); recipe KL to the whole-corpus one {kl_categorical(rf, agg):.4f} nats")
+    print(load(load_before))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ whole matrix back, and computing all pairwise KLs. Targets on SQLite: ≤ 30 s, 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,9 +19,11 @@ import numpy as np
 from lldmix_core import mathcore as mc
 from lldmix_core.db.engine import upgrade
 from lldmix_core.db.store import Store
+from timing import load  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main() -> None:
+    load_before = os.getloadavg()  # figures taken on busy cores are noise-bound: say the load
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=int, default=1000)
     ap.add_argument("--texts", type=int, default=10000)
@@ -52,6 +55,7 @@ def main() -> None:
     print(f"insert (store.save_scores, one transaction per model): {t_insert:7.2f} s (target ≤ 30 s)")
     print(f"load the matrix (store.loglik_matrix):                 {t_load:7.2f} s (target ≤ 1 s)")
     print(f"all pairwise KLs (mathcore.kl_matrix, {K.shape[0]}²):        {t_kl:7.2f} s (target ≤ 2 s)")
+    print(load(load_before))
 
 
 if __name__ == "__main__":

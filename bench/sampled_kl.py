@@ -10,6 +10,7 @@ depend on training). The estimate itself is printed with its unit but means noth
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -18,9 +19,11 @@ from lldmix_core.models.base import nanogpt_model
 from lldmix_core.models.nanogpt import NanoGPT, NanoGPTConfig
 from lldmix_core.sampled_kl import sample_texts, sampled_kl
 from lldmix_core.tokenizers import ByteTokenizer
+from timing import load  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main() -> None:
+    load_before = os.getloadavg()  # figures taken on busy cores are noise-bound: say the load
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--tokens", type=int, default=256)
@@ -38,6 +41,7 @@ def main() -> None:
     t2 = time.perf_counter()
     print(f"{a.n} samples × {a.tokens} tokens, {a.threads} threads: draw {t1 - t0:.1f} s, "
           f"score under one model {t2 - t1:.1f} s; KL {est.mean:.4f} ± {est.se:.4f} {est.unit}")
+    print(load(load_before))
 
 
 if __name__ == "__main__":

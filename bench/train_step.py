@@ -10,6 +10,7 @@ random tokens (the data source does not change the arithmetic). Target: trainer 
 from __future__ import annotations
 
 import argparse
+import os
 import copy
 import time
 
@@ -19,6 +20,7 @@ import torch
 from common import setup_threads
 from lldmix_core.models import NanoGPTConfig, new_nanogpt
 from lldmix_core.train import TrainConfig, lm_loss, make_optimizer, train
+from timing import load  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 class RandomStreams:
@@ -44,6 +46,7 @@ def bare_loop(lm, streams, cfg: TrainConfig) -> None:
 
 
 def main() -> None:
+    load_before = os.getloadavg()  # figures taken on busy cores are noise-bound: say the load
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--layers", type=int, default=2)
@@ -73,6 +76,7 @@ def main() -> None:
     print(f"bare forward/backward/AdamW loop: {tokens / bare:10,.0f} tokens/s ({bare / args.steps * 1000:.1f} ms/step)")
     print(f"lldmix trainer:                   {tokens / ours:10,.0f} tokens/s ({ours / args.steps * 1000:.1f} ms/step)")
     print(f"ratio trainer / bare loop: {bare / ours:.3f}x (target >= 0.95x)")
+    print(load(load_before))
 
 
 if __name__ == "__main__":
